@@ -1,0 +1,3 @@
+from pyctl.cli.main import main
+
+main()

@@ -1,0 +1,49 @@
+"""The error hierarchy: every failure an operator can see is a PyctlError.
+
+The CLI prints ``pyctl: error: <message>`` and exits with ``exit_code``.
+"""
+
+from __future__ import annotations
+
+
+class PyctlError(Exception):
+    """A failure with a message written for the operator."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(PyctlError):
+    """Bad command-line usage (exit 2)."""
+
+    exit_code = 2
+
+
+class ConfigError(PyctlError):
+    """A configuration file or setting is invalid."""
+
+
+class ReferenceError_(PyctlError):
+    """An image reference does not parse."""
+
+
+class NotFoundError(PyctlError):
+    """The named object (image, container, namespace, blob) does not exist."""
+
+
+class AlreadyExistsError(PyctlError):
+    """The object exists already."""
+
+
+class ConnectionError_(PyctlError):
+    """containerd (or a registry) cannot be reached."""
+
+
+class FormatError(PyctlError):
+    """A --format template is invalid or cannot be rendered."""
