@@ -29,7 +29,7 @@ class ConfigError(PyctlError):
     """A configuration file or setting is invalid."""
 
 
-class ReferenceError_(PyctlError):
+class InvalidReferenceError(PyctlError):
     """An image reference does not parse."""
 
 
@@ -41,7 +41,7 @@ class AlreadyExistsError(PyctlError):
     """The object exists already."""
 
 
-class ConnectionError_(PyctlError):
+class UnreachableError(PyctlError):
     """containerd (or a registry) cannot be reached."""
 
 
