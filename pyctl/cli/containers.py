@@ -1,0 +1,126 @@
+"""Container commands: ps (container ls)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from pyctl.cli.main import App, PyctlGroup
+
+
+def _ps_options(f: Any) -> Any:
+    for decorator in reversed(
+        [
+            click.option(
+                "-a",
+                "--all",
+                "show_all",
+                is_flag=True,
+                help="show all containers (default shows just running)",
+            ),
+            click.option("-q", "--quiet", is_flag=True, help="only display container IDs"),
+            click.option(
+                "-n",
+                "--last",
+                "last",
+                type=int,
+                default=None,
+                metavar="N",
+                help="show the N last created containers (all states)",
+            ),
+            click.option(
+                "-l",
+                "--latest",
+                is_flag=True,
+                help="show the latest created container (all states)",
+            ),
+            click.option("--no-trunc", is_flag=True, help="don't truncate output"),
+            click.option(
+                "--format",
+                "fmt",
+                metavar="FORMAT",
+                help="table, json, or a Go template (e.g. '{{.ID}} {{.Status}}')",
+            ),
+            click.option("-s", "--size", is_flag=True, help="display total file sizes"),
+            click.option(
+                "-f",
+                "--filter",
+                "filters",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="status=, name=, id=, label=, ancestor= (repeatable)",
+            ),
+        ]
+    ):
+        f = decorator(f)
+    return f
+
+
+def _ps(
+    app: App,
+    show_all: bool,
+    quiet: bool,
+    last: int | None,
+    latest: bool,
+    no_trunc: bool,
+    fmt: str | None,
+    size: bool,
+    filters: tuple[str, ...],
+) -> None:
+    from pyctl.ops.containers import PS_COLUMNS, PS_HEADERS, list_ps
+    from pyctl.render import Formatter
+
+    columns = list(PS_COLUMNS)
+    if size:
+        columns.append(("Size", "SIZE"))
+    formatter = (
+        None
+        if quiet
+        else Formatter(
+            fmt, columns, fields=[*PS_HEADERS, "State", "Runtime"], headers=PS_HEADERS
+        )
+    )
+    if formatter is not None and formatter.uses("Size"):
+        size = True
+    rows = list_ps(
+        app.client(),
+        show_all=show_all,
+        last=last,
+        latest=latest,
+        filters=filters,
+        no_trunc=no_trunc,
+        size=size,
+    )
+    if quiet:
+        sys.stdout.write("".join(r["ID"] + "\n" for r in rows))
+        return
+    assert formatter is not None
+    sys.stdout.write(formatter.render(rows))
+
+
+@click.command("ps")
+@_ps_options
+@click.pass_obj
+def ps_cmd(app: App, /, **kw: Any) -> None:
+    """List containers."""
+    _ps(app, **kw)
+
+
+@click.command("ls")
+@_ps_options
+@click.pass_obj
+def container_ls(app: App, /, **kw: Any) -> None:
+    """List containers."""
+    _ps(app, **kw)
+
+
+@click.group("container", cls=PyctlGroup)
+def container_group() -> None:
+    """Manage containers."""
+
+
+container_group.add_command(container_ls)
+
+COMMANDS = [ps_cmd, container_group]

@@ -1,0 +1,287 @@
+"""Image commands: images / image ls, tag, rmi, inspect, image prune."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from pyctl.cli.complete import complete_images, complete_objects
+from pyctl.cli.main import App, PyctlGroup
+from pyctl.errors import NotFoundError, PyctlError
+
+
+def _emit(text: str) -> None:
+    if text:
+        sys.stdout.write(text)
+
+
+def _formatter(fmt: str | None, columns: list[tuple[str, str]], headers: dict[str, str]) -> Any:
+    from pyctl.render import Formatter
+
+    return Formatter(fmt, columns, fields=list(headers), headers=headers)
+
+
+def _list_options(f: Any) -> Any:
+    for decorator in reversed(
+        [
+            click.argument("repository", required=False, shell_complete=complete_images),
+            click.option(
+                "-a",
+                "--all",
+                "show_all",
+                is_flag=True,
+                help="show all images, "
+                "including the CRI plugin's digest-named duplicates in k8s.io",
+            ),
+            click.option("-q", "--quiet", is_flag=True, help="only show image IDs"),
+            click.option("--digests", is_flag=True, help="show digests"),
+            click.option("--no-trunc", is_flag=True, help="don't truncate output"),
+            click.option(
+                "--format",
+                "fmt",
+                metavar="FORMAT",
+                help="table, json, or a Go template (e.g. '{{.Repository}}:{{.Tag}}')",
+            ),
+            click.option(
+                "-f",
+                "--filter",
+                "filters",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="reference=, dangling=, before=, since=, label= (repeatable)",
+            ),
+        ]
+    ):
+        f = decorator(f)
+    return f
+
+
+def _images(
+    app: App,
+    repository: str | None,
+    show_all: bool,
+    quiet: bool,
+    digests: bool,
+    no_trunc: bool,
+    fmt: str | None,
+    filters: tuple[str, ...],
+) -> None:
+    from pyctl.ops.images import IMAGE_COLUMNS, IMAGE_HEADERS, list_images
+
+    columns = list(IMAGE_COLUMNS)
+    if digests:
+        columns.insert(2, ("Digest", "DIGEST"))
+    formatter = _formatter(fmt, columns, IMAGE_HEADERS)
+    rows = list_images(
+        app.client(),
+        app.settings.snapshotter,
+        repository=repository,
+        show_all=show_all,
+        filters=filters,
+        no_trunc=no_trunc,
+    )
+    if quiet:
+        _emit("".join(f"{i}\n" for i in dict.fromkeys(r["ID"] for r in rows)))
+        return
+    _emit(formatter.render(rows))
+
+
+@click.command("images")
+@_list_options
+@click.pass_obj
+def images_cmd(app: App, /, **kw: Any) -> None:
+    """List images."""
+    _images(app, **kw)
+
+
+@click.command("ls")
+@_list_options
+@click.pass_obj
+def image_ls(app: App, /, **kw: Any) -> None:
+    """List images."""
+    _images(app, **kw)
+
+
+def _tag(app: App, source: str, target: str) -> None:
+    from pyctl.ops.images import tag
+
+    tag(app.client(), source, target)
+
+
+@click.command("tag")
+@click.argument("source", shell_complete=complete_images)
+@click.argument("target")
+@click.pass_obj
+def tag_cmd(app: App, source: str, target: str) -> None:
+    """Create a tag TARGET that refers to SOURCE."""
+    _tag(app, source, target)
+
+
+def _rmi(app: App, images: tuple[str, ...], force: bool) -> None:
+    from pyctl.ops.images import remove
+
+    removed, errors = remove(app.client(), images, force=force)
+    for name in removed:
+        click.echo(f"Untagged: {name}")
+    if errors:
+        for message in errors[:-1]:
+            click.echo(f"pyctl: error: {message}", err=True)
+        raise PyctlError(errors[-1])
+
+
+_rmi_args = [
+    click.argument("images", nargs=-1, required=True, shell_complete=complete_images),
+    click.option("-f", "--force", is_flag=True, help="remove even if a container uses it"),
+]
+
+
+@click.command("rmi")
+@_rmi_args[0]
+@_rmi_args[1]
+@click.pass_obj
+def rmi_cmd(app: App, images: tuple[str, ...], force: bool) -> None:
+    """Remove one or more images (by name, short ID or digest)."""
+    _rmi(app, images, force)
+
+
+@click.command("rm")
+@_rmi_args[0]
+@_rmi_args[1]
+@click.pass_obj
+def image_rm(app: App, images: tuple[str, ...], force: bool) -> None:
+    """Remove one or more images (by name, short ID or digest)."""
+    _rmi(app, images, force)
+
+
+def _render_inspect(objects: list[Any], fmt: str | None) -> None:
+    import json
+
+    if not fmt:
+        _emit(json.dumps(objects, indent=4, ensure_ascii=False) + "\n")
+        return
+    from pyctl.render import Formatter
+
+    fields = sorted({k for o in objects for k in o})
+    formatter = Formatter(fmt if fmt != "json" else "{{json .}}", [], fields=fields)
+    _emit(formatter.render(objects))
+
+
+def _inspect(app: App, names: tuple[str, ...], fmt: str | None, kind: str) -> None:
+    from pyctl.ops.containers import inspect_containers
+    from pyctl.ops.images import inspect_images
+
+    if fmt:  # fail on a bad template before any work
+        from pyctl.render import Formatter
+
+        Formatter(fmt if fmt != "json" else "{{json .}}", [], fields=_INSPECT_FIELDS)
+    client = app.client()
+    found: list[Any] = []
+    missing = list(names)
+    if kind in ("any", "image"):
+        found, missing = inspect_images(client, app.settings.snapshotter, names)
+    if kind in ("any", "container") and missing:
+        more, missing = inspect_containers(client, missing)
+        found.extend(more)
+    if found:
+        _render_inspect(found, fmt)
+    if missing:
+        what = {"image": "image", "container": "container"}.get(kind, "object")
+        for name in missing[:-1]:
+            click.echo(f'pyctl: error: no such {what}: "{name}"', err=True)
+        raise NotFoundError(f'no such {what}: "{missing[-1]}"')
+
+
+_INSPECT_FIELDS = [
+    "Id",
+    "RepoTags",
+    "RepoDigests",
+    "Parent",
+    "Comment",
+    "Created",
+    "Author",
+    "Config",
+    "Architecture",
+    "Variant",
+    "Os",
+    "Size",
+    "RootFS",
+    "Metadata",
+    "Descriptor",
+    "Platforms",
+    "Name",
+    "Labels",
+    "Path",
+    "Args",
+    "State",
+    "Image",
+    "Driver",
+    "Runtime",
+    "StatusText",
+]
+
+
+@click.command("inspect")
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_objects)
+@click.option("-f", "--format", "fmt", metavar="FORMAT", help="Go template or json")
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(["image", "container"]),
+    default=None,
+    help="only look for this kind of object",
+)
+@click.pass_obj
+def inspect_cmd(app: App, names: tuple[str, ...], fmt: str | None, kind: str | None) -> None:
+    """Show low-level information on images or containers as JSON."""
+    _inspect(app, names, fmt, kind or "any")
+
+
+@click.command("inspect")
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_images)
+@click.option("-f", "--format", "fmt", metavar="FORMAT", help="Go template or json")
+@click.pass_obj
+def image_inspect(app: App, names: tuple[str, ...], fmt: str | None) -> None:
+    """Show low-level information on images as JSON."""
+    _inspect(app, names, fmt, "image")
+
+
+@click.command("prune")
+@click.option(
+    "-a",
+    "--all",
+    "all_unused",
+    is_flag=True,
+    help="remove all images no container uses, not only dangling ones",
+)
+@click.option("-f", "--force", is_flag=True, help="do not ask for confirmation")
+@click.pass_obj
+def image_prune(app: App, all_unused: bool, force: bool) -> None:
+    """Remove unused images."""
+    from pyctl.ops.images import prune
+
+    if not force:
+        what = "all images without at least one container" if all_unused else "all dangling images"
+        if not sys.stdin.isatty():
+            raise PyctlError("image prune needs confirmation: rerun with -f to remove " + what)
+        click.confirm(
+            f"WARNING! This will remove {what}.\nAre you sure you want to continue?", abort=True
+        )
+    removed = prune(app.client(), all_unused=all_unused)
+    if removed:
+        click.echo("Deleted Images:")
+        for name in removed:
+            click.echo(f"untagged: {name}")
+    click.echo(f"Total images removed: {len(removed)}")
+
+
+@click.group("image", cls=PyctlGroup)
+def image_group() -> None:
+    """Manage images."""
+
+
+for _cmd in (image_ls, tag_cmd, image_rm, image_inspect, image_prune):
+    image_group.add_command(_cmd)
+
+COMMANDS = [images_cmd, tag_cmd, rmi_cmd, inspect_cmd, image_group]

@@ -1,0 +1,320 @@
+"""The gRPC edge to containerd: one channel, namespace and lease metadata, error translation.
+
+Everything below ``pyctl.containerd`` calls containerd through :class:`Client`; gRPC errors never
+travel further up than this module — they become :class:`pyctl.errors.PyctlError` subclasses.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import secrets
+import stat
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import grpc
+
+from pyctl.errors import (
+    AlreadyExistsError,
+    NotFoundError,
+    PyctlError,
+    UnreachableError,
+)
+
+T = TypeVar("T")
+
+NAMESPACE_HEADER = "containerd-namespace"
+LEASE_HEADER = "containerd-lease"
+MAX_MESSAGE = 16 << 20
+
+
+class ContainerdError(PyctlError):
+    """containerd answered with an error that has no more specific class."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ContainerdNotFound(NotFoundError):
+    pass
+
+
+class ContainerdAlreadyExists(AlreadyExistsError):
+    pass
+
+
+class ContainerdUnavailable(ContainerdError):
+    """UNAVAILABLE that is not a connection failure (e.g. a locked ingest)."""
+
+
+def check_socket(address: str) -> None:
+    """Fail early, with an operator's message, when the socket cannot be used."""
+    url = "unix://" + address
+    try:
+        st = os.stat(address)
+    except FileNotFoundError:
+        raise UnreachableError(
+            f"cannot connect to containerd at {url}: no such socket "
+            "(is containerd running? see --address)"
+        ) from None
+    except PermissionError:
+        raise UnreachableError(
+            f"cannot connect to containerd at {url}: permission denied "
+            "(run with sudo or as a user allowed to use the socket)"
+        ) from None
+    if not stat.S_ISSOCK(st.st_mode):
+        raise UnreachableError(
+            f"cannot connect to containerd at {url}: not a socket (check --address)"
+        )
+    if not os.access(address, os.R_OK | os.W_OK):
+        raise UnreachableError(
+            f"cannot connect to containerd at {url}: permission denied "
+            "(run with sudo or as a user allowed to use the socket)"
+        )
+
+
+def translate(err: grpc.RpcError, address: str, what: str = "") -> PyctlError:
+    """Turn a gRPC error into the PyctlError an operator should see."""
+    code = err.code() if hasattr(err, "code") else None
+    details = (err.details() if hasattr(err, "details") else None) or str(err)
+    prefix = f"{what}: " if what else ""
+    if code == grpc.StatusCode.UNAVAILABLE and (
+        "connect" in details.lower()
+        or "no such file" in details.lower()
+        or "socket" in details.lower()
+    ):
+        reason = "connection refused"
+        if "permission denied" in details.lower():
+            return UnreachableError(
+                f"cannot connect to containerd at unix://{address}: permission denied "
+                "(run with sudo or as a user allowed to use the socket)"
+            )
+        if "no such file" in details.lower():
+            reason = "no such socket"
+        return UnreachableError(
+            f"cannot connect to containerd at unix://{address}: {reason} "
+            "(is containerd running? see --address)"
+        )
+    if code == grpc.StatusCode.NOT_FOUND:
+        return ContainerdNotFound(prefix + details)
+    if code == grpc.StatusCode.ALREADY_EXISTS:
+        return ContainerdAlreadyExists(prefix + details)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return ContainerdUnavailable(prefix + details, code)
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return ContainerdError(f"{prefix}permission denied by containerd: {details}", code)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return ContainerdError(f"{prefix}containerd did not answer in time ({details})", code)
+    if code == grpc.StatusCode.CANCELLED:
+        return ContainerdError(f"{prefix}cancelled", code)
+    return ContainerdError(prefix + details, code)
+
+
+def _rfc3339_local(dt: datetime) -> str:
+    return dt.astimezone().isoformat(timespec="seconds")
+
+
+def random_id() -> str:
+    """containerd-style unique part: ``<nanoseconds>-<base64url of 3 random bytes>``."""
+    unique = base64.urlsafe_b64encode(secrets.token_bytes(3)).decode()
+    return f"{time.time_ns() % 1_000_000_000}-{unique}"
+
+
+class Client:
+    """A connection to one containerd socket, bound to one namespace."""
+
+    def __init__(self, address: str, namespace: str, *, debug: bool = False) -> None:
+        self.address = address
+        self.namespace = namespace
+        self.debug = debug
+        self._channel: grpc.Channel | None = None
+        self._stubs: dict[str, Any] = {}
+        self.lease: str | None = None
+
+    # connection -------------------------------------------------------------------------------
+
+    @property
+    def channel(self) -> grpc.Channel:
+        if self._channel is None:
+            check_socket(self.address)
+            self._channel = grpc.insecure_channel(
+                "unix://" + self.address,
+                options=[
+                    ("grpc.max_send_message_length", MAX_MESSAGE),
+                    ("grpc.max_receive_message_length", MAX_MESSAGE),
+                    ("grpc.enable_http_proxy", 0),
+                ],
+            )
+        return self._channel
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stub(self, name: str) -> Any:
+        """The generated stub for service ``name`` (e.g. ``images``), created once."""
+        stub = self._stubs.get(name)
+        if stub is None:
+            stub = _make_stub(name, self.channel)
+            self._stubs[name] = stub
+        return stub
+
+    def metadata(self, namespace: str | None = None) -> tuple[tuple[str, str], ...]:
+        md: tuple[tuple[str, str], ...] = ((NAMESPACE_HEADER, namespace or self.namespace),)
+        if self.lease:
+            md += ((LEASE_HEADER, self.lease),)
+        return md
+
+    # calls ------------------------------------------------------------------------------------
+
+    def _log(self, service: str, method: str, request: Any) -> None:
+        if self.debug:
+            text = str(request).replace("\n", " ").strip()
+            if len(text) > 300:
+                text = text[:300] + "…"
+            print(
+                f"debug: grpc {service}.{method} ns={self.namespace}"
+                f"{' lease=' + self.lease if self.lease else ''} {{{text}}}",
+                file=sys.stderr,
+            )
+
+    def call(
+        self,
+        service: str,
+        method: str,
+        request: Any,
+        *,
+        what: str = "",
+        timeout: float | None = None,
+        namespace: str | None = None,
+    ) -> Any:
+        """A unary call with namespace/lease metadata; errors translated."""
+        self._log(service, method, request)
+        fn = getattr(self.stub(service), method)
+        try:
+            return fn(request, metadata=self.metadata(namespace), timeout=timeout)
+        except grpc.RpcError as err:
+            raise translate(err, self.address, what) from None
+
+    def future(
+        self, service: str, method: str, request: Any, *, namespace: str | None = None
+    ) -> Any:
+        """Start a unary call without waiting; resolve it with :meth:`result`."""
+        self._log(service, method, request)
+        fn = getattr(self.stub(service), method)
+        return fn.future(request, metadata=self.metadata(namespace))
+
+    def result(self, fut: Any, what: str = "") -> Any:
+        try:
+            return fut.result()
+        except grpc.RpcError as err:
+            raise translate(err, self.address, what) from None
+
+    def stream(
+        self,
+        service: str,
+        method: str,
+        request: Any,
+        *,
+        what: str = "",
+        namespace: str | None = None,
+    ) -> Iterator[Any]:
+        """A server-streaming call, iterated with errors translated."""
+        self._log(service, method, request)
+        fn = getattr(self.stub(service), method)
+        try:
+            yield from fn(request, metadata=self.metadata(namespace))
+        except grpc.RpcError as err:
+            raise translate(err, self.address, what) from None
+
+    def bidi(self, service: str, method: str, requests: Iterator[Any]) -> Iterator[Any]:
+        """A bidirectional stream (content Write); the caller translates errors."""
+        fn = getattr(self.stub(service), method)
+        responses: Iterator[Any] = fn(requests, metadata=self.metadata())
+        return responses
+
+    def translate(self, err: grpc.RpcError, what: str = "") -> PyctlError:
+        return translate(err, self.address, what)
+
+    # leases -----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lease_context(self, expire: timedelta = timedelta(hours=24)) -> Iterator[str]:
+        """Create a lease, attach it to every call made inside, delete it (async) after."""
+        if self.lease is not None:
+            yield self.lease
+            return
+        from pyctl._api.services.leases.v1 import leases_pb2
+
+        lease_id = random_id()
+        labels = {"containerd.io/gc.expire": _rfc3339_local(datetime.now() + expire)}
+        self.call(
+            "leases",
+            "Create",
+            leases_pb2.CreateRequest(id=lease_id, labels=labels),
+            what="create lease",
+        )
+        self.lease = lease_id
+        try:
+            yield lease_id
+        finally:
+            self.lease = None
+            with contextlib.suppress(PyctlError):
+                self.call("leases", "Delete", leases_pb2.DeleteRequest(id=lease_id, sync=False))
+
+
+def retry_unavailable(fn: Callable[[], T], *, deadline: float = 60.0) -> T:
+    """Retry ``fn`` while containerd says UNAVAILABLE (a locked ingest ref), with containerd's
+    client backoff: a random sleep below 16 ms, doubling up to 2048 ms."""
+    import random
+
+    start = time.monotonic()
+    retry = 16
+    while True:
+        try:
+            return fn()
+        except ContainerdUnavailable:
+            if time.monotonic() - start > deadline:
+                raise
+            time.sleep(random.randrange(retry) / 1000.0)
+            if retry < 2048:
+                retry *= 2
+
+
+_SERVICES = {
+    "content": ("pyctl._api.services.content.v1.content_pb2_grpc", "ContentStub"),
+    "images": ("pyctl._api.services.images.v1.images_pb2_grpc", "ImagesStub"),
+    "leases": ("pyctl._api.services.leases.v1.leases_pb2_grpc", "LeasesStub"),
+    "snapshots": ("pyctl._api.services.snapshots.v1.snapshots_pb2_grpc", "SnapshotsStub"),
+    "diff": ("pyctl._api.services.diff.v1.diff_pb2_grpc", "DiffStub"),
+    "containers": ("pyctl._api.services.containers.v1.containers_pb2_grpc", "ContainersStub"),
+    "tasks": ("pyctl._api.services.tasks.v1.tasks_pb2_grpc", "TasksStub"),
+    "namespaces": ("pyctl._api.services.namespaces.v1.namespaces_pb2_grpc", "NamespacesStub"),
+    "version": ("pyctl._api.services.version.v1.version_pb2_grpc", "VersionStub"),
+    "introspection": (
+        "pyctl._api.services.introspection.v1.introspection_pb2_grpc",
+        "IntrospectionStub",
+    ),
+    "events": ("pyctl._api.services.events.v1.events_pb2_grpc", "EventsStub"),
+}
+
+
+def _make_stub(name: str, channel: grpc.Channel) -> Any:
+    import importlib
+
+    module_name, cls_name = _SERVICES[name]
+    module = importlib.import_module(module_name)
+    return getattr(module, cls_name)(channel)

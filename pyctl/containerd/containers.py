@@ -1,0 +1,101 @@
+"""Containers and their tasks, read in two calls per namespace (no per-container round trips)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pyctl._api.services.containers.v1 import containers_pb2
+from pyctl._api.services.tasks.v1 import tasks_pb2
+from pyctl.containerd.client import Client, ContainerdError
+
+# containerd.v1.types.Status
+TASK_STATUS = {0: "unknown", 1: "created", 2: "running", 3: "stopped", 4: "paused", 5: "pausing"}
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    pid: int
+    status: str
+    exit_status: int
+    exited_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    image: str
+    labels: Mapping[str, str]
+    runtime: str
+    snapshotter: str
+    snapshot_key: str
+    created_at: datetime | None
+    spec: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def command(self) -> str:
+        process = self.spec.get("process") or {}
+        if not isinstance(process, dict):
+            return ""
+        args = process.get("args") or []
+        line = process.get("commandLine") or ""
+        return (str(line) + " ".join(str(a) for a in args)).strip()
+
+
+def _ts(ts: Any) -> datetime | None:
+    if ts.seconds == 0 and ts.nanos == 0:
+        return None
+    return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, tz=UTC)
+
+
+def _spec(any_msg: Any) -> Mapping[str, Any]:
+    if not any_msg.value:
+        return {}
+    try:
+        spec = json.loads(any_msg.value)
+    except ValueError:
+        return {}
+    return spec if isinstance(spec, dict) else {}
+
+
+def _container(msg: Any) -> Container:
+    return Container(
+        id=msg.id,
+        image=msg.image,
+        labels=dict(msg.labels),
+        runtime=msg.runtime.name,
+        snapshotter=msg.snapshotter,
+        snapshot_key=msg.snapshot_key,
+        created_at=_ts(msg.created_at),
+        spec=_spec(msg.spec),
+    )
+
+
+def list_containers(client: Client, filters: Iterable[str] = ()) -> list[Container]:
+    req = containers_pb2.ListContainersRequest(filters=list(filters))
+    try:
+        return [_container(r.container) for r in client.stream("containers", "ListStream", req)]
+    except ContainerdError as err:
+        if "unimplemented" not in str(err).lower() and "unknown method" not in str(err).lower():
+            raise
+    resp = client.call("containers", "List", req)
+    return [_container(c) for c in resp.containers]
+
+
+def list_tasks(client: Client) -> dict[str, Task]:
+    """Every task of the namespace, keyed by container ID (one call)."""
+    resp = client.call("tasks", "List", tasks_pb2.ListTasksRequest())
+    out: dict[str, Task] = {}
+    for p in resp.tasks:
+        out[p.id] = Task(
+            id=p.id,
+            pid=p.pid,
+            status=TASK_STATUS.get(p.status, "unknown"),
+            exit_status=p.exit_status,
+            exited_at=_ts(p.exited_at),
+        )
+    return out

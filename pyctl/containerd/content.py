@@ -1,0 +1,233 @@
+"""containerd's content store: read blobs, list/update their info, and the Write stream.
+
+The Write protocol (STAT / WRITE / COMMIT in lockstep on one bidi stream) is containerd's
+``content/proxy`` client: the STAT answer carries the resume offset of an earlier ingest,
+ALREADY_EXISTS means the blob is there (success), UNAVAILABLE means another writer holds the
+ingest ref and is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import grpc
+
+from pyctl._api.services.content.v1 import content_pb2
+from pyctl.containerd.client import (
+    Client,
+    ContainerdAlreadyExists,
+    ContainerdError,
+    ContainerdUnavailable,
+    retry_unavailable,
+)
+from pyctl.errors import PyctlError
+from pyctl.oci import MAX_MANIFEST_SIZE
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ContentInfo:
+    digest: str
+    size: int
+    created_at: datetime | None
+    labels: Mapping[str, str]
+
+
+def _info(msg: Any) -> ContentInfo:
+    return ContentInfo(
+        digest=msg.digest,
+        size=msg.size,
+        created_at=msg.created_at.ToDatetime() if msg.HasField("created_at") else None,
+        labels=dict(msg.labels),
+    )
+
+
+def info(client: Client, digest: str) -> ContentInfo:
+    resp = client.call("content", "Info", content_pb2.InfoRequest(digest=digest), what=digest)
+    return _info(resp.info)
+
+
+def list_infos(client: Client, filters: Iterable[str] = ()) -> list[ContentInfo]:
+    req = content_pb2.ListContentRequest(filters=list(filters))
+    return [_info(i) for resp in client.stream("content", "List", req) for i in resp.info]
+
+
+def update_labels(client: Client, digest: str, labels: Mapping[str, str]) -> None:
+    """Set (or, with an empty value, delete) individual labels on a blob."""
+    if not labels:
+        return
+    from google.protobuf import field_mask_pb2
+
+    req = content_pb2.UpdateRequest(
+        info=content_pb2.Info(digest=digest, labels=dict(labels)),
+        update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]),
+    )
+    client.call("content", "Update", req, what=f"label {digest}")
+
+
+def read_chunks(client: Client, digest: str, offset: int = 0, size: int = 0) -> Iterator[bytes]:
+    req = content_pb2.ReadContentRequest(digest=digest, offset=offset, size=size)
+    for resp in client.stream("content", "Read", req, what=f"read {digest}"):
+        yield resp.data
+
+
+def read_blob(client: Client, digest: str, limit: int = MAX_MANIFEST_SIZE) -> bytes:
+    """A small blob (manifest, index, config) whole, verified against its digest."""
+    buf = bytearray()
+    for chunk in read_chunks(client, digest):
+        buf += chunk
+        if len(buf) > limit:
+            raise PyctlError(f"blob {digest} is larger than {limit} bytes")
+    data = bytes(buf)
+    if digest.startswith("sha256:") and "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        raise PyctlError(f"content {digest} in containerd does not match its digest")
+    return data
+
+
+def delete(client: Client, digest: str) -> None:
+    client.call("content", "Delete", content_pb2.DeleteContentRequest(digest=digest))
+
+
+# Write ------------------------------------------------------------------------------------------
+
+
+class _Lockstep:
+    """Request iterator for a bidi stream driven one message at a time."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def send(self, msg: Any) -> None:
+        self._queue.put(msg)
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            yield item
+
+
+# opener(offset) -> chunks of the blob starting at ``offset``
+Opener = Callable[[int], Iterable[bytes]]
+
+
+def write_blob(
+    client: Client,
+    ref: str,
+    digest: str,
+    size: int,
+    opener: Opener,
+    *,
+    labels: Mapping[str, str] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> bool:
+    """Write one blob through containerd's Write stream. Returns False if it already existed.
+
+    Resumes an earlier ingest of the same ``ref`` from containerd's offset; containerd verifies
+    size and digest at commit.
+    """
+    return retry_unavailable(
+        lambda: _write_once(client, ref, digest, size, opener, labels or {}, progress)
+    )
+
+
+def _write_once(
+    client: Client,
+    ref: str,
+    digest: str,
+    size: int,
+    opener: Opener,
+    labels: Mapping[str, str],
+    progress: Callable[[int], None] | None,
+) -> bool:
+    requests = _Lockstep()
+    responses = client.bidi("content", "Write", iter(requests))
+
+    def roundtrip(msg: Any) -> Any:
+        requests.send(msg)
+        return next(responses)
+
+    try:
+        status = roundtrip(
+            content_pb2.WriteContentRequest(
+                action=content_pb2.STAT, ref=ref, total=size, expected=digest
+            )
+        )
+        offset = int(status.offset)
+        if offset > size:
+            offset = 0  # stale, oversize ingest: restart it (offset 0 truncates)
+        if progress and offset:
+            progress(offset)
+        if offset < size:
+            for chunk in opener(offset):
+                for start in range(0, len(chunk), CHUNK):
+                    piece = chunk[start : start + CHUNK]
+                    resp = roundtrip(
+                        content_pb2.WriteContentRequest(
+                            action=content_pb2.WRITE, offset=offset, data=piece
+                        )
+                    )
+                    if resp.offset != offset + len(piece):
+                        raise ContainerdError(
+                            f"short write of {ref}: containerd at {resp.offset}, "
+                            f"expected {offset + len(piece)}"
+                        )
+                    offset = int(resp.offset)
+                    if progress:
+                        progress(len(piece))
+            if offset != size:
+                raise PyctlError(
+                    f"blob {digest}: got {offset} bytes, expected {size} (source ended early)"
+                )
+        resp = roundtrip(
+            content_pb2.WriteContentRequest(
+                action=content_pb2.COMMIT,
+                offset=offset,
+                total=size,
+                expected=digest,
+                labels=dict(labels),
+            )
+        )
+        if resp.digest and resp.digest != digest:
+            raise PyctlError(f"blob {digest}: containerd computed {resp.digest}")
+        return True
+    except grpc.RpcError as err:
+        translated = client.translate(err, f"write {digest}")
+        if isinstance(translated, ContainerdAlreadyExists):
+            if labels:
+                update_labels(client, digest, labels)
+            return False
+        if isinstance(translated, ContainerdUnavailable):
+            raise translated from None
+        if translated.__class__ is ContainerdError and "unexpected commit digest" in str(
+            translated
+        ):
+            raise PyctlError(
+                f"blob {digest}: content does not match its digest (corrupted download?)"
+            ) from None
+        raise translated from None
+    finally:
+        requests.close()
+        if hasattr(responses, "cancel"):
+            responses.cancel()
+
+
+def abort(client: Client, ref: str) -> None:
+    client.call("content", "Abort", content_pb2.AbortRequest(ref=ref))
+
+
+def list_statuses(client: Client, filters: Iterable[str] = ()) -> list[Any]:
+    resp = client.call(
+        "content", "ListStatuses", content_pb2.ListStatusesRequest(filters=list(filters))
+    )
+    return list(resp.statuses)

@@ -1,0 +1,332 @@
+"""OCI / Docker image model: media types, descriptors, manifests, indexes, platforms.
+
+Pure data and parsing; no I/O. Every store (containerd, registry, archive) speaks these types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform as _platform
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyctl.errors import PyctlError
+
+# Media types -----------------------------------------------------------------------------------
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
+DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+
+INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
+MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+CONFIG_TYPES = frozenset({OCI_CONFIG, DOCKER_CONFIG})
+
+# containerd refuses manifests bigger than this (4 * 1048 * 1048 bytes).
+MAX_MANIFEST_SIZE = 4 * 1048 * 1048
+
+ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
+ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
+
+_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+
+
+def is_index(media_type: str) -> bool:
+    return media_type in INDEX_TYPES
+
+
+def is_manifest(media_type: str) -> bool:
+    return media_type in MANIFEST_TYPES
+
+
+def is_layer(media_type: str) -> bool:
+    return media_type.startswith("application/vnd.oci.image.layer.") or media_type.startswith(
+        "application/vnd.docker.image.rootfs."
+    )
+
+
+def is_config(media_type: str) -> bool:
+    return media_type in CONFIG_TYPES
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def check_digest(digest: str) -> str:
+    if not _DIGEST_RE.match(digest):
+        raise PyctlError(f'invalid digest "{digest}": expected sha256: and 64 lowercase hex digits')
+    return digest
+
+
+# Platforms -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: str = ""
+
+    def __str__(self) -> str:
+        parts = [self.os, self.architecture]
+        if self.variant:
+            parts.append(self.variant)
+        return "/".join(parts)
+
+    def to_json(self) -> dict[str, str]:
+        out = {"architecture": self.architecture, "os": self.os}
+        if self.variant:
+            out["variant"] = self.variant
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Platform:
+        return cls(
+            os=str(data.get("os", "")),
+            architecture=str(data.get("architecture", "")),
+            variant=str(data.get("variant", "") or ""),
+        )
+
+
+_ARCH_ALIASES = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "aarch64": "arm64",
+    "armhf": "arm",
+    "armel": "arm",
+    "i386": "386",
+    "i686": "386",
+}
+
+
+def normalize_platform(p: Platform) -> Platform:
+    arch = _ARCH_ALIASES.get(p.architecture.lower(), p.architecture.lower())
+    os_ = p.os.lower()
+    variant = p.variant.lower()
+    if arch == "arm64" and variant in ("8", "v8"):
+        variant = ""
+    elif arch == "arm":
+        variant = {"": "v7", "5": "v5", "6": "v6", "7": "v7", "8": "v8"}.get(variant, variant)
+    elif arch == "amd64" and variant == "v1":
+        variant = ""
+    return Platform(os_, arch, variant)
+
+
+def parse_platform(spec: str) -> Platform:
+    """Parse ``os/arch[/variant]`` (or just ``arch``)."""
+    parts = spec.strip().split("/")
+    if not spec.strip() or any(not part for part in parts) or len(parts) > 3:
+        raise PyctlError(
+            f'invalid platform "{spec}": use OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm/v7'
+        )
+    if len(parts) == 1:
+        known = set(_ARCH_ALIASES) | set(_ARCH_ALIASES.values()) | {"arm64", "arm"}
+        if parts[0].lower() in known:
+            return normalize_platform(Platform("linux", parts[0]))
+        return normalize_platform(Platform(parts[0], host_platform().architecture))
+    return normalize_platform(Platform(*parts))
+
+
+def host_platform() -> Platform:
+    machine = _platform.machine().lower()
+    arch = _ARCH_ALIASES.get(machine, machine)
+    variant = ""
+    if arch == "arm":
+        variant = "v" + machine[5] if machine.startswith("armv") and len(machine) > 5 else "v7"
+    return normalize_platform(Platform("linux", arch, variant))
+
+
+_ARM_VARIANTS = ["v5", "v6", "v7", "v8"]
+
+
+def platform_matches(want: Platform, have: Platform) -> bool:
+    """Whether an image for ``have`` runs on ``want`` (containerd's Only() semantics, roughly:
+    arm v7 also runs v6 and v5; arm64 runs arm64 of any declared variant)."""
+    want, have = normalize_platform(want), normalize_platform(have)
+    if want.os != have.os or want.architecture != have.architecture:
+        return False
+    if want.variant == have.variant:
+        return True
+    if (
+        want.architecture == "arm"
+        and want.variant in _ARM_VARIANTS
+        and have.variant in _ARM_VARIANTS
+    ):
+        return _ARM_VARIANTS.index(have.variant) <= _ARM_VARIANTS.index(want.variant)
+    return want.architecture == "arm64" and have.variant in ("", "v8")
+
+
+def platform_rank(want: Platform, have: Platform) -> int:
+    """Lower is better; only meaningful when ``platform_matches``."""
+    want, have = normalize_platform(want), normalize_platform(have)
+    if want.variant == have.variant:
+        return 0
+    if (
+        want.architecture == "arm"
+        and have.variant in _ARM_VARIANTS
+        and want.variant in _ARM_VARIANTS
+    ):
+        return _ARM_VARIANTS.index(want.variant) - _ARM_VARIANTS.index(have.variant)
+    return 1
+
+
+# Descriptors and documents ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    platform: Platform | None = None
+    urls: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "descriptor") -> Descriptor:
+        if not isinstance(data, dict):
+            raise PyctlError(f"invalid {where}: not a JSON object")
+        try:
+            media_type = str(data.get("mediaType", ""))
+            digest = str(data["digest"])
+            size = int(data["size"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PyctlError(f"invalid {where}: missing or bad field {exc}") from None
+        if size < 0:
+            raise PyctlError(f"invalid {where}: negative size")
+        annotations = data.get("annotations") or {}
+        plat = data.get("platform")
+        return cls(
+            media_type=media_type,
+            digest=digest,
+            size=size,
+            annotations={str(k): str(v) for k, v in dict(annotations).items()},
+            platform=Platform.from_json(plat) if isinstance(plat, dict) else None,
+            urls=tuple(str(u) for u in data.get("urls") or ()),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": self.size,
+        }
+        if self.urls:
+            out["urls"] = list(self.urls)
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        if self.platform is not None:
+            out["platform"] = self.platform.to_json()
+        return out
+
+
+def _load_json(data: bytes, what: str) -> dict[str, Any]:
+    if len(data) > MAX_MANIFEST_SIZE:
+        raise PyctlError(f"{what} is too large ({len(data)} bytes, limit {MAX_MANIFEST_SIZE})")
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PyctlError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise PyctlError(f"{what} is not a JSON object")
+    return doc
+
+
+@dataclass(frozen=True)
+class Index:
+    media_type: str
+    manifests: tuple[Descriptor, ...]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, data: bytes, media_type: str = OCI_INDEX) -> Index:
+        doc = _load_json(data, "index")
+        entries = doc.get("manifests")
+        if not isinstance(entries, list):
+            raise PyctlError("invalid index: no manifests list")
+        return cls(
+            media_type=str(doc.get("mediaType") or media_type),
+            manifests=tuple(Descriptor.from_json(m, "index entry") for m in entries),
+            annotations=dict(doc.get("annotations") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    media_type: str
+    config: Descriptor
+    layers: tuple[Descriptor, ...]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, data: bytes, media_type: str = OCI_MANIFEST) -> Manifest:
+        doc = _load_json(data, "manifest")
+        if doc.get("schemaVersion") == 1:
+            raise PyctlError("Docker schema 1 manifests are not supported")
+        layers = doc.get("layers")
+        if not isinstance(layers, list):
+            raise PyctlError("invalid manifest: no layers list")
+        return cls(
+            media_type=str(doc.get("mediaType") or media_type),
+            config=Descriptor.from_json(doc.get("config"), "manifest config"),
+            layers=tuple(Descriptor.from_json(x, "manifest layer") for x in layers),
+            annotations=dict(doc.get("annotations") or {}),
+        )
+
+    def children(self) -> list[Descriptor]:
+        return [self.config, *self.layers]
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """The parts of an image config JSON pyctl uses, plus the raw document."""
+
+    platform: Platform
+    created: str | None
+    diff_ids: tuple[str, ...]
+    config: Mapping[str, Any]
+    raw: Mapping[str, Any]
+
+    @classmethod
+    def parse(cls, data: bytes) -> ImageConfig:
+        doc = _load_json(data, "image config")
+        rootfs = doc.get("rootfs") or {}
+        diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+        if not isinstance(diff_ids, list):
+            diff_ids = []
+        cfg = doc.get("config")
+        return cls(
+            platform=Platform(
+                os=str(doc.get("os", "")),
+                architecture=str(doc.get("architecture", "")),
+                variant=str(doc.get("variant", "") or ""),
+            ),
+            created=str(doc["created"]) if doc.get("created") else None,
+            diff_ids=tuple(str(d) for d in diff_ids),
+            config=cfg if isinstance(cfg, dict) else {},
+            raw=doc,
+        )
+
+
+def chain_ids(diff_ids: Iterable[str]) -> list[str]:
+    """OCI chain IDs: chain[0] = diff[0]; chain[i] = sha256(chain[i-1] + " " + diff[i])."""
+    out: list[str] = []
+    for diff_id in diff_ids:
+        if not out:
+            out.append(diff_id)
+        else:
+            out.append(sha256_digest(f"{out[-1]} {diff_id}".encode()))
+    return out

@@ -1,0 +1,226 @@
+"""A namespace's images as operators see them: records resolved to platforms, configs and sizes.
+
+All reads are batched: one Images.List, one Content.List, then each distinct index, manifest
+and config blob read once (concurrently), then every snapshot's usage in one concurrent sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pyctl.containerd import content, images, snapshots
+from pyctl.containerd.client import Client
+from pyctl.containerd.images import ImageRecord
+from pyctl.errors import NotFoundError, PyctlError
+from pyctl.oci import (
+    Descriptor,
+    ImageConfig,
+    Index,
+    Manifest,
+    Platform,
+    chain_ids,
+    host_platform,
+    is_index,
+    is_manifest,
+    platform_matches,
+    platform_rank,
+)
+
+_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class PlatformImage:
+    """One platform of an image whose manifest, config and layers are all present locally."""
+
+    platform: Platform
+    manifest_desc: Descriptor
+    manifest: Manifest
+    config: ImageConfig
+    blob_size: int  # manifest + config + layers, as declared
+    chain: tuple[str, ...]
+
+
+@dataclass
+class ResolvedImage:
+    record: ImageRecord
+    platforms: list[PlatformImage] = field(default_factory=list)
+    size: int = 0  # unpacked size of the default platform
+
+    @property
+    def id(self) -> str:
+        return self.record.target.digest
+
+    def default(self) -> PlatformImage | None:
+        return best_platform(self.platforms, host_platform())
+
+
+def best_platform(platforms: Sequence[PlatformImage], want: Platform) -> PlatformImage | None:
+    matching = [p for p in platforms if platform_matches(want, p.platform)]
+    if matching:
+        return min(matching, key=lambda p: platform_rank(want, p.platform))
+    return platforms[0] if platforms else None
+
+
+class Catalog:
+    def __init__(self, client: Client, snapshotter: str) -> None:
+        self.client = client
+        self.snapshotter = snapshotter
+        self._present: set[str] | None = None
+        self._blobs: dict[str, bytes] = {}
+
+    # content ----------------------------------------------------------------------------------
+
+    @property
+    def present(self) -> set[str]:
+        if self._present is None:
+            self._present = {i.digest for i in content.list_infos(self.client)}
+        return self._present
+
+    def read_many(self, digests: Iterable[str]) -> None:
+        todo = [d for d in dict.fromkeys(digests) if d not in self._blobs and d in self.present]
+        if not todo:
+            return
+        if len(todo) == 1:
+            self._blobs[todo[0]] = content.read_blob(self.client, todo[0])
+            return
+        with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
+            for digest, data in zip(
+                todo, pool.map(lambda d: content.read_blob(self.client, d), todo), strict=True
+            ):
+                self._blobs[digest] = data
+
+    def blob(self, digest: str) -> bytes | None:
+        if digest not in self._blobs:
+            self.read_many([digest])
+        return self._blobs.get(digest)
+
+    # resolution -------------------------------------------------------------------------------
+
+    def resolve(self, records: Sequence[ImageRecord], *, sizes: bool = True) -> list[ResolvedImage]:
+        targets = {r.target.digest: r.target for r in records}
+        self.read_many(
+            d for d, t in targets.items() if is_index(t.media_type) or is_manifest(t.media_type)
+        )
+
+        manifests_of: dict[str, list[Descriptor]] = {}
+        for digest, desc in targets.items():
+            if is_index(desc.media_type):
+                data = self._blobs.get(digest)
+                if data is None:
+                    manifests_of[digest] = []
+                    continue
+                try:
+                    index = Index.parse(data, desc.media_type)
+                except PyctlError:
+                    manifests_of[digest] = []
+                    continue
+                manifests_of[digest] = [m for m in index.manifests if is_manifest(m.media_type)]
+            elif is_manifest(desc.media_type):
+                manifests_of[digest] = [desc]
+            else:
+                manifests_of[digest] = []
+
+        all_manifests = {m.digest: m for ms in manifests_of.values() for m in ms}
+        self.read_many(all_manifests)
+        parsed: dict[str, Manifest] = {}
+        for digest, desc in all_manifests.items():
+            data = self._blobs.get(digest)
+            if data is None:
+                continue
+            try:
+                parsed[digest] = Manifest.parse(data, desc.media_type)
+            except PyctlError:
+                continue
+        self.read_many(m.config.digest for m in parsed.values())
+
+        per_manifest: dict[str, PlatformImage] = {}
+        for digest, manifest in parsed.items():
+            data = self._blobs.get(manifest.config.digest)
+            if data is None or not all(layer.digest in self.present for layer in manifest.layers):
+                continue
+            try:
+                config = ImageConfig.parse(data)
+            except PyctlError:
+                continue
+            desc = all_manifests[digest]
+            plat = (
+                desc.platform if desc.platform is not None and desc.platform.os else config.platform
+            )
+            per_manifest[digest] = PlatformImage(
+                platform=plat,
+                manifest_desc=desc,
+                manifest=manifest,
+                config=config,
+                blob_size=desc.size + manifest.config.size + sum(x.size for x in manifest.layers),
+                chain=tuple(chain_ids(config.diff_ids)),
+            )
+
+        out = []
+        for record in records:
+            plats = [
+                per_manifest[m.digest]
+                for m in manifests_of.get(record.target.digest, [])
+                if m.digest in per_manifest
+            ]
+            out.append(ResolvedImage(record=record, platforms=plats))
+        if sizes:
+            self.fill_sizes(out)
+        return out
+
+    def usage(self, chains: Iterable[str]) -> dict[str, int]:
+        return snapshots.usage_sizes(self.client, self.snapshotter, chains)
+
+    def fill_sizes(self, resolved: Sequence[ResolvedImage]) -> dict[str, int]:
+        usage = self.usage(c for r in resolved for p in r.platforms for c in p.chain)
+        for r in resolved:
+            d = r.default()
+            r.size = sum(usage.get(c, 0) for c in d.chain) if d else 0
+        return usage
+
+    # lookup -----------------------------------------------------------------------------------
+
+    def records(self) -> list[ImageRecord]:
+        return images.list_records(self.client)
+
+
+def find_records(records: Sequence[ImageRecord], query: str) -> list[ImageRecord]:
+    """Records an operator means by ``query``: a name (normalized like docker), a digest, or a
+    unique short ID (at least 4 hex digits) of the target."""
+    from pyctl.errors import InvalidReferenceError
+    from pyctl.reference import parse_docker_ref
+
+    by_name = {r.name: r for r in records}
+    if query in by_name:
+        return [by_name[query]]
+    q = query.lower()
+    hexpart = q[len("sha256:") :] if q.startswith("sha256:") else q
+    if len(hexpart) >= 4 and set(hexpart) <= _HEX and len(hexpart) <= 64:
+        matches = [r for r in records if r.target.digest[len("sha256:") :].startswith(hexpart)]
+        targets = {r.target.digest for r in matches}
+        if len(targets) > 1:
+            raise PyctlError(
+                f'"{query}" matches {len(targets)} different images; give more digits of the ID'
+            )
+        if matches:
+            return matches
+    try:
+        ref = parse_docker_ref(query)
+    except InvalidReferenceError:
+        return []
+    rec = by_name.get(str(ref))
+    return [rec] if rec is not None else []
+
+
+def require_records(records: Sequence[ImageRecord], query: str) -> list[ImageRecord]:
+    found = find_records(records, query)
+    if not found:
+        raise NotFoundError(f'no such image "{query}" (see pyctl images)')
+    return found
+
+
+def created_of(r: ResolvedImage) -> datetime | None:
+    return r.record.created_at

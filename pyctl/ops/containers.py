@@ -1,0 +1,254 @@
+"""`ps` and container inspect: containers, their tasks and (with -s) snapshot sizes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pyctl.containerd import containers as cstore
+from pyctl.containerd import images as istore
+from pyctl.containerd import snapshots
+from pyctl.containerd.client import Client
+from pyctl.containerd.containers import Container, Task
+from pyctl.errors import UsageError
+from pyctl.ops.catalog import find_records
+from pyctl.render import go_time, human_size, time_since
+
+PS_COLUMNS = [
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("RunningFor", "CREATED"),
+    ("Status", "STATUS"),
+    ("Ports", "PORTS"),
+    ("Names", "NAMES"),
+]
+PS_HEADERS = {**dict(PS_COLUMNS), "CreatedAt": "CREATED AT", "Labels": "LABELS", "Size": "SIZE"}
+
+_PS_FILTERS = ("status", "name", "id", "label", "ancestor")
+_STATUSES = ("created", "running", "paused", "pausing", "exited", "stopped", "unknown")
+
+
+def container_name(c: Container) -> str:
+    labels = c.labels
+    if labels.get("nerdctl/name"):
+        return labels["nerdctl/name"]
+    ns = labels.get("io.kubernetes.pod.namespace")
+    pod = labels.get("io.kubernetes.pod.name")
+    if ns and pod:
+        ctr = labels.get("io.kubernetes.container.name")
+        return f"k8s://{ns}/{pod}/{ctr}" if ctr else f"k8s://{ns}/{pod}"
+    return c.id
+
+
+def container_status(task: Task | None, now: datetime) -> tuple[str, str]:
+    """(STATUS text, state word) as nerdctl shows them."""
+    if task is None:
+        return "Created", "created"
+    if task.status == "running":
+        return "Up", "running"
+    if task.status == "stopped":
+        ago = time_since(task.exited_at, now) if task.exited_at else ""
+        return f"Exited ({task.exit_status}) {ago}".strip(), "exited"
+    return task.status.title(), task.status
+
+
+def _ports(c: Container) -> str:
+    raw = c.labels.get("nerdctl/ports")
+    if not raw:
+        return ""
+    try:
+        entries = json.loads(raw)
+    except ValueError:
+        return ""
+    out = []
+    for e in entries if isinstance(entries, list) else []:
+        if isinstance(e, dict):
+            host_ip = e.get("HostIP") or "0.0.0.0"
+            out.append(
+                f"{host_ip}:{e.get('HostPort')}->{e.get('ContainerPort')}/"
+                f"{str(e.get('Protocol') or 'tcp').lower()}"
+            )
+    return ", ".join(out)
+
+
+def _quote_command(cmd: str, no_trunc: bool) -> str:
+    if not no_trunc and len(cmd) > 20:
+        cmd = cmd[:19] + "…"
+    return json.dumps(cmd, ensure_ascii=False)
+
+
+def parse_ps_filters(specs: Sequence[str]) -> list[tuple[str, str]]:
+    out = []
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        if not sep or key not in _PS_FILTERS:
+            raise UsageError(
+                f'invalid filter "{spec}": use KEY=VALUE with KEY one of {", ".join(_PS_FILTERS)}'
+            )
+        if key == "status" and value not in _STATUSES:
+            raise UsageError(f'invalid filter "{spec}": status is one of {", ".join(_STATUSES)}')
+        out.append((key, value))
+    return out
+
+
+def list_ps(
+    client: Client,
+    *,
+    show_all: bool = False,
+    last: int | None = None,
+    latest: bool = False,
+    filters: Sequence[str] = (),
+    no_trunc: bool = False,
+    size: bool = False,
+) -> list[dict[str, Any]]:
+    parsed = parse_ps_filters(filters)
+    ctrs = cstore.list_containers(client)
+    tasks = cstore.list_tasks(client)
+    now = datetime.now(tz=UTC)
+    ancestors: set[str] | None = None
+    if any(k == "ancestor" for k, _ in parsed):
+        ancestors = _ancestor_names(client, [v for k, v in parsed if k == "ancestor"])
+
+    ctrs.sort(key=lambda c: c.created_at or datetime.min.replace(tzinfo=UTC), reverse=True)
+    if latest:
+        last = 1
+    if last is not None and last > 0:
+        ctrs = ctrs[:last]
+        show_all = True
+
+    rows: list[tuple[Container, dict[str, Any]]] = []
+    for c in ctrs:
+        status, state = container_status(tasks.get(c.id), now)
+        if (
+            not show_all
+            and not status.startswith("Up")
+            and not any(k == "status" for k, _ in parsed)
+        ):
+            continue
+        name = container_name(c)
+        if not _keep(c, name, state, parsed, ancestors):
+            continue
+        rows.append(
+            (
+                c,
+                {
+                    "ID": c.id if no_trunc else c.id[:12],
+                    "Image": c.image,
+                    "Command": _quote_command(c.command, no_trunc),
+                    "CreatedAt": go_time(c.created_at) if c.created_at else "",
+                    "RunningFor": time_since(c.created_at, now) if c.created_at else "",
+                    "Status": status,
+                    "Ports": _ports(c),
+                    "Names": name,
+                    "Labels": ",".join(f"{k}={v}" for k, v in sorted(c.labels.items())),
+                    "State": state,
+                    "Runtime": c.runtime,
+                },
+            )
+        )
+    if size:
+        _fill_sizes(client, rows)
+    return [row for _, row in rows]
+
+
+def _keep(
+    c: Container,
+    name: str,
+    state: str,
+    filters: Sequence[tuple[str, str]],
+    ancestors: set[str] | None,
+) -> bool:
+    for key, value in filters:
+        if key == "status":
+            want = "exited" if value == "stopped" else value
+            if state != want:
+                return False
+        elif key == "name":
+            if value not in name:
+                return False
+        elif key == "id":
+            if not c.id.startswith(value):
+                return False
+        elif key == "label":
+            k, has_value, v = value.partition("=")
+            if k not in c.labels or (has_value and c.labels[k] != v):
+                return False
+        elif key == "ancestor" and ancestors is not None and c.image not in ancestors:
+            return False
+    return True
+
+
+def _ancestor_names(client: Client, queries: Sequence[str]) -> set[str]:
+    """Image names whose target equals that of any queried image (name or ID)."""
+    records = istore.list_records(client)
+    targets = {r.target.digest for q in queries for r in find_records(records, q)}
+    names = {r.name for r in records if r.target.digest in targets}
+    names.update(queries)
+    return names
+
+
+def _fill_sizes(client: Client, rows: Sequence[tuple[Container, dict[str, Any]]]) -> None:
+    for c, row in rows:
+        if not c.snapshot_key or not c.snapshotter:
+            row["Size"] = "0B"
+            continue
+        chain: list[str] = [c.snapshot_key]
+        info = snapshots.stat(client, c.snapshotter, c.snapshot_key)
+        while info is not None and info.parent:
+            chain.append(info.parent)
+            info = snapshots.stat(client, c.snapshotter, info.parent)
+        usage = snapshots.usage_sizes(client, c.snapshotter, chain)
+        rw = usage.get(c.snapshot_key, 0)
+        virtual = sum(usage.values())
+        row["Size"] = f"{human_size(rw)} (virtual {human_size(virtual)})"
+
+
+def inspect_containers(client: Client, queries: Sequence[str]) -> tuple[list[Any], list[str]]:
+    ctrs = cstore.list_containers(client)
+    tasks = cstore.list_tasks(client)
+    out: list[Any] = []
+    missing: list[str] = []
+    for q in queries:
+        matches = [c for c in ctrs if c.id == q or container_name(c) == q]
+        if not matches and len(q) >= 3:
+            matches = [c for c in ctrs if c.id.startswith(q)]
+        if len(matches) != 1:
+            missing.append(q)
+            continue
+        c = matches[0]
+        t = tasks.get(c.id)
+        status, state = container_status(t, datetime.now(tz=UTC))
+        process = c.spec.get("process") or {}
+        args = list(process.get("args") or []) if isinstance(process, dict) else []
+        out.append(
+            {
+                "Id": c.id,
+                "Created": c.created_at.isoformat() if c.created_at else "",
+                "Path": args[0] if args else "",
+                "Args": args[1:],
+                "State": {
+                    "Status": state,
+                    "Running": state == "running",
+                    "Paused": state == "paused",
+                    "Pid": t.pid if t else 0,
+                    "ExitCode": t.exit_status if t else 0,
+                    "FinishedAt": t.exited_at.isoformat() if t and t.exited_at else "",
+                },
+                "Image": c.image,
+                "Name": container_name(c),
+                "Driver": c.snapshotter,
+                "Runtime": c.runtime,
+                "Config": {
+                    "Labels": dict(c.labels),
+                    "Image": c.image,
+                    "Env": list(process.get("env") or []) if isinstance(process, dict) else [],
+                    "Cmd": args,
+                    "WorkingDir": process.get("cwd", "") if isinstance(process, dict) else "",
+                },
+                "StatusText": status,
+            }
+        )
+    return out, missing

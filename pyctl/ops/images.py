@@ -1,0 +1,374 @@
+"""Local image operations: list, tag, remove, inspect, prune."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pyctl.containerd import containers, images
+from pyctl.containerd.client import Client, ContainerdNotFound
+from pyctl.containerd.images import ImageRecord
+from pyctl.errors import InvalidReferenceError, NotFoundError, PyctlError, UsageError
+from pyctl.ops.catalog import (
+    Catalog,
+    PlatformImage,
+    ResolvedImage,
+    find_records,
+    require_records,
+)
+from pyctl.reference import parse_docker_ref, parse_normalized_named, parse_repo_tag
+from pyctl.render import go_time, human_size, time_since
+
+CRI_NAMESPACE = "k8s.io"
+CRI_MANAGED_LABEL = "io.cri-containerd.image"
+CRI_PINNED_LABEL = "io.cri-containerd.pinned"
+_CONFIG_NAME_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+
+IMAGE_COLUMNS = [
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("ID", "IMAGE ID"),
+    ("CreatedSince", "CREATED"),
+    ("Platform", "PLATFORM"),
+    ("Size", "SIZE"),
+    ("BlobSize", "BLOB SIZE"),
+]
+IMAGE_HEADERS = {
+    **dict(IMAGE_COLUMNS),
+    "Digest": "DIGEST",
+    "CreatedAt": "CREATED AT",
+    "Name": "NAME",
+}
+
+
+def repo_tag(name: str) -> tuple[str, str]:
+    """REPOSITORY and TAG of a record name as docker/nerdctl show them (``<none>`` if absent)."""
+    repo, tag = parse_repo_tag(name)
+    return repo or "<none>", tag or "<none>"
+
+
+def is_cri_alias(name: str) -> bool:
+    """The extra records the CRI plugin keeps: ``sha256:<config>`` and ``repo@sha256:…``."""
+    if _CONFIG_NAME_RE.match(name):
+        return True
+    try:
+        ref = parse_normalized_named(name)
+    except InvalidReferenceError:
+        return False
+    return ref.digest is not None and ref.tag is None
+
+
+def fold_cri_aliases(records: Sequence[ImageRecord]) -> list[ImageRecord]:
+    """Hide CRI alias records whose target also has a better name (a tag, or ``repo@digest``
+    for a ``sha256:<config>`` record)."""
+    tagged = {r.target.digest for r in records if not is_cri_alias(r.name)}
+    by_digest = {
+        r.target.digest
+        for r in records
+        if is_cri_alias(r.name) and not _CONFIG_NAME_RE.match(r.name)
+    }
+    out = []
+    for r in records:
+        if is_cri_alias(r.name):
+            if r.target.digest in tagged:
+                continue
+            if _CONFIG_NAME_RE.match(r.name) and r.target.digest in by_digest:
+                continue
+        out.append(r)
+    return out
+
+
+# filters ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageFilter:
+    key: str
+    value: str
+
+
+_FILTER_KEYS = ("reference", "dangling", "before", "since", "label")
+
+
+def parse_filters(specs: Sequence[str]) -> list[ImageFilter]:
+    out = []
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        key = key.strip()
+        if not sep or key not in _FILTER_KEYS:
+            raise UsageError(
+                f'invalid filter "{spec}": use KEY=VALUE with KEY one of {", ".join(_FILTER_KEYS)}'
+            )
+        if key == "dangling" and value.lower() not in ("true", "false", "1", "0"):
+            raise UsageError(f'invalid filter "{spec}": dangling takes true or false')
+        out.append(ImageFilter(key, value))
+    return out
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    # docker's path.Match: "*" and "?" do not cross "/"
+    out = []
+    for ch in pattern:
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        else:
+            out.append(re.escape(ch))
+    return re.compile("^" + "".join(out) + "$")
+
+
+def _reference_matches(pattern: str, name: str) -> bool:
+    repo, tag = repo_tag(name)
+    rx = _glob(pattern)
+    candidates = {repo, f"{repo}:{tag}", name}
+    if "@" in name:
+        candidates.add(name.split("@", 1)[0])
+    return any(rx.match(c) for c in candidates) or fnmatch.fnmatchcase(name, pattern)
+
+
+def _labels(r: ResolvedImage) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    d = r.default()
+    if d is not None:
+        raw = d.config.config.get("Labels") or {}
+        if isinstance(raw, dict):
+            labels.update({str(k): str(v) for k, v in raw.items()})
+    labels.update(r.record.labels)
+    return labels
+
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+def _created(r: ImageRecord) -> datetime:
+    return r.created_at or _EPOCH
+
+
+def _filter_fn(
+    filters: Sequence[ImageFilter], all_records: Sequence[ImageRecord]
+) -> Callable[[ResolvedImage], bool]:
+    pivots = {
+        f.value: _created(require_records(all_records, f.value)[0])
+        for f in filters
+        if f.key in ("before", "since")
+    }
+
+    def matches(f: ImageFilter, r: ResolvedImage) -> bool:
+        if f.key == "reference":
+            return _reference_matches(f.value, r.record.name)
+        if f.key == "dangling":
+            dangling = repo_tag(r.record.name)[1] == "<none>"
+            return dangling == (f.value.lower() in ("true", "1"))
+        if f.key == "before":
+            return _created(r.record) < pivots[f.value]
+        if f.key == "since":
+            return _created(r.record) > pivots[f.value]
+        key, has_value, value = f.value.partition("=")
+        labels = _labels(r)
+        return key in labels and (not has_value or labels[key] == value)
+
+    return lambda r: all(matches(f, r) for f in filters)
+
+
+# images -----------------------------------------------------------------------------------------
+
+
+def list_images(
+    client: Client,
+    snapshotter: str,
+    *,
+    repository: str | None = None,
+    show_all: bool = False,
+    filters: Sequence[str] = (),
+    no_trunc: bool = False,
+) -> list[dict[str, Any]]:
+    """Rows for `pyctl images`: one per record and locally present platform, newest first."""
+    parsed_filters = parse_filters(filters)
+    catalog = Catalog(client, snapshotter)
+    records = catalog.records()
+    shown = records
+    if client.namespace == CRI_NAMESPACE and not show_all:
+        shown = fold_cri_aliases(records)
+    if repository:
+        shown = [r for r in shown if _repository_matches(repository, r.name)]
+    resolved = catalog.resolve(shown, sizes=False)
+    keep = _filter_fn(parsed_filters, records)
+    resolved = [r for r in resolved if keep(r)]
+    usage = catalog.fill_sizes(resolved)
+    resolved.sort(key=lambda r: (_created(r.record), r.record.name), reverse=True)
+    rows: list[dict[str, Any]] = []
+    for r in resolved:
+        repo, tag = repo_tag(r.record.name)
+        digest = r.record.target.digest
+        created = r.record.created_at
+        base = {
+            "Repository": repo,
+            "Tag": tag,
+            "ID": digest if no_trunc else digest.split(":", 1)[-1][:12],
+            "Digest": digest,
+            "CreatedAt": go_time(created) if created else "",
+            "CreatedSince": time_since(created) if created else "",
+            "Name": r.record.name,
+        }
+        plats: list[PlatformImage | None] = list(r.platforms) or [None]
+        for p in plats:
+            rows.append(
+                {
+                    **base,
+                    "Platform": str(p.platform) if p else "",
+                    "Size": human_size(sum(usage.get(c, 0) for c in p.chain) if p else 0),
+                    "BlobSize": human_size(p.blob_size if p else r.record.target.size),
+                }
+            )
+    return rows
+
+
+def _repository_matches(arg: str, name: str) -> bool:
+    """`pyctl images REPO[:TAG]` matches like docker: the repository, and the tag if given."""
+    try:
+        want = parse_normalized_named(arg)
+    except InvalidReferenceError:
+        return _reference_matches(arg, name)
+    try:
+        have = parse_normalized_named(name)
+    except InvalidReferenceError:
+        return False
+    if want.name != have.name:
+        return False
+    return want.tag is None or want.tag == have.tag
+
+
+def tag(client: Client, source: str, target: str) -> None:
+    records = images.list_records(client)
+    src = require_records(records, source)[0]
+    try:
+        dest = str(parse_docker_ref(target))
+    except InvalidReferenceError as exc:
+        raise InvalidReferenceError(f"tag {target}: {exc}") from None
+    images.put(client, ImageRecord(name=dest, target=src.target, labels={}))
+
+
+def remove(
+    client: Client, queries: Sequence[str], *, force: bool = False
+) -> tuple[list[str], list[str]]:
+    """Remove the named images; returns (removed names, error messages)."""
+    records = images.list_records(client)
+    users: dict[str, list[str]] = {}
+    for c in containers.list_containers(client):
+        users.setdefault(c.image, []).append(c.id)
+    removed: list[str] = []
+    errors: list[str] = []
+    plan: list[str] = []
+    for query in queries:
+        found = find_records(records, query)
+        if not found:
+            errors.append(f'no such image "{query}" (see pyctl images)')
+            continue
+        in_use = [(r.name, cid) for r in found for cid in users.get(r.name, [])]
+        if in_use and not force:
+            name, cid = in_use[0]
+            errors.append(
+                f"cannot remove {query}: image {name} is used by container {cid[:12]} "
+                "(remove the container first, or use -f)"
+            )
+            continue
+        for r in found:
+            if r.name not in plan:
+                plan.append(r.name)
+    for i, name in enumerate(plan):
+        try:
+            images.delete(client, name, sync=i == len(plan) - 1)
+        except ContainerdNotFound:
+            continue
+        except PyctlError as exc:
+            errors.append(f"cannot remove {name}: {exc}")
+            continue
+        removed.append(name)
+    return removed, errors
+
+
+def prune(client: Client, *, all_unused: bool) -> list[str]:
+    """Remove dangling images (no tag), or with ``all_unused`` every image no container uses.
+    Images the CRI plugin pins (sandbox images) are kept."""
+    records = images.list_records(client)
+    used = {c.image for c in containers.list_containers(client)}
+    used_targets = {r.target.digest for r in records if r.name in used}
+    victims = []
+    for r in records:
+        if r.labels.get(CRI_PINNED_LABEL) == "pinned":
+            continue
+        if r.name in used or r.target.digest in used_targets:
+            continue
+        if all_unused or repo_tag(r.name)[1] == "<none>":
+            victims.append(r.name)
+    removed, _errors = remove(client, victims, force=False)
+    return removed
+
+
+# inspect ----------------------------------------------------------------------------------------
+
+
+def inspect_image(
+    catalog: Catalog, r: ResolvedImage, all_records: Sequence[ImageRecord]
+) -> dict[str, Any]:
+    same = [x for x in all_records if x.target.digest == r.record.target.digest]
+    repo_tags, repo_digests = [], []
+    for x in same:
+        try:
+            ref = parse_normalized_named(x.name)
+        except InvalidReferenceError:
+            continue
+        if ref.tag:
+            repo_tags.append(f"{ref.familiar_name}:{ref.tag}")
+        repo_digests.append(f"{ref.familiar_name}@{r.record.target.digest}")
+    d = r.default()
+    raw = d.config.raw if d else {}
+    return {
+        "Id": r.record.target.digest,
+        "RepoTags": sorted(set(repo_tags)),
+        "RepoDigests": sorted(set(repo_digests)),
+        "Parent": "",
+        "Comment": raw.get("comment", ""),
+        "Created": raw.get("created", ""),
+        "Author": raw.get("author", ""),
+        "Config": dict(d.config.config) if d else {},
+        "Architecture": d.platform.architecture if d else "",
+        "Variant": d.platform.variant if d and d.platform.variant else "",
+        "Os": d.platform.os if d else "",
+        "Size": r.size,
+        "RootFS": {"Type": "layers", "Layers": list(d.config.diff_ids) if d else []},
+        "Metadata": {"LastTagTime": go_time(r.record.updated_at) if r.record.updated_at else ""},
+        "Descriptor": r.record.target.to_json(),
+        "Platforms": [str(p.platform) for p in r.platforms],
+        "Name": r.record.name,
+        "Labels": dict(r.record.labels),
+    }
+
+
+def inspect_images(
+    client: Client, snapshotter: str, queries: Sequence[str]
+) -> tuple[list[Any], list[str]]:
+    catalog = Catalog(client, snapshotter)
+    records = catalog.records()
+    chosen: list[ImageRecord] = []
+    missing: list[str] = []
+    for q in queries:
+        found = find_records(records, q)
+        if not found:
+            missing.append(q)
+        else:
+            chosen.append(found[0])
+    resolved = catalog.resolve(chosen)
+    return [inspect_image(catalog, r, records) for r in resolved], missing
+
+
+def require_one(records: Sequence[ImageRecord], query: str) -> ImageRecord:
+    found = find_records(records, query)
+    if not found:
+        raise NotFoundError(f'no such image "{query}"')
+    return found[0]
