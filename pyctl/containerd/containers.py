@@ -47,7 +47,7 @@ class Container:
 
 
 def _ts(ts: Any) -> datetime | None:
-    if ts.seconds == 0 and ts.nanos == 0:
+    if ts.seconds <= 0:  # unset, or Go's zero time (year 1)
         return None
     return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, tz=UTC)
 

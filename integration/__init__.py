@@ -1,0 +1,1 @@
+"""pyctl integration tests and the real test bed they run on (see testbed.py, images.py)."""

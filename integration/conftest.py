@@ -1,0 +1,195 @@
+"""pytest fixtures for pyctl's integration tests: a real containerd, registry and images.
+
+Fixtures (all fail loudly, nothing is skipped):
+
+* ``containerd`` (session)  -> testbed.Containerd, started once, stopped at session end
+* ``namespace`` (function)  -> str, a fresh unique namespace, emptied and deleted afterwards
+* ``registry`` (function)   -> testbed.Registry, plain HTTP on 127.0.0.1:<free port>
+* ``cert_authority`` (session) -> testbed.CertAuthority writing into a session tmp dir
+* ``busybox_image`` (session) -> images.Archive (``.path``, ``.name``, ``.image`` spec) of the
+  runnable busybox image named ``docker.io/library/busybox:latest``, OCI media types
+* ``image_factory`` (session) -> ImageFactory: ``image_factory(name, variant_content=..., ...)``
+  writes more archives (distinct digests, docker media types, multi-platform)
+* ``pyctl`` (function)      -> PyctlRunner: ``pyctl("images", namespace=namespace)`` runs
+  ``python -m pyctl --address SOCK ...`` and returns CompletedProcess[str]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+from integration import images
+from integration.images import Archive
+from integration.testbed import CertAuthority, Containerd, Registry, TestbedError
+
+BUSYBOX_NAME = "docker.io/library/busybox:latest"
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("integration tests need root (containerd, runc, mounts)", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def containerd() -> Iterator[Containerd]:
+    _require_root()
+    try:
+        cd = Containerd().start()
+    except TestbedError as e:
+        pytest.fail(f"cannot start the test containerd:\n{e}", pytrace=False)
+    try:
+        yield cd
+    finally:
+        cd.stop()  # raises TestbedError if mounts are left behind
+        leftover = cd.shim_pids()
+        if leftover:
+            raise TestbedError(f"containerd shims still running after stop: {leftover}")
+
+
+def _namespace_name(request: pytest.FixtureRequest) -> str:
+    base = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-").lower()[:40].strip("-")
+    return f"it-{base or 'test'}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def namespace(containerd: Containerd, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A unique namespace name (created lazily by whatever uses it first); afterwards every
+    task, container, image, lease, snapshot and blob in it is removed, then the namespace."""
+    ns = _namespace_name(request)
+    yield ns
+    containerd.clean_namespace(ns)
+
+
+@pytest.fixture
+def registry() -> Iterator[Registry]:
+    with Registry() as reg:
+        yield reg
+
+
+@pytest.fixture(scope="session")
+def cert_authority(tmp_path_factory: pytest.TempPathFactory) -> CertAuthority:
+    return CertAuthority(tmp_path_factory.mktemp("ca"))
+
+
+@dataclass
+class ImageFactory:
+    """Writes image archives into a session directory (one file per call)."""
+
+    directory: Path
+    _count: int = field(default=0)
+
+    def __call__(
+        self,
+        name: str | Sequence[str] | None,
+        *,
+        variant_content: str | None = None,
+        media: Literal["oci", "docker"] = "oci",
+        multi_platform: bool = False,
+        platforms: Sequence[str] | None = None,
+        docker_manifest_json: bool = False,
+        image_name_annotation: bool = True,
+        **build_kwargs: Any,
+    ) -> Archive:
+        """One image (or a multi-platform index if ``multi_platform``/``platforms``) as an
+        OCI-layout tar; ``variant_content`` makes it distinct (extra small layer)."""
+        self._count += 1
+        img: images.ImageSpec | images.IndexSpec
+        if multi_platform or platforms:
+            img = images.build_index(
+                platforms=platforms, media=media, variant_content=variant_content, **build_kwargs
+            )
+        else:
+            img = images.build_image(media=media, variant_content=variant_content, **build_kwargs)
+        path = self.directory / f"image-{self._count}.tar"
+        return images.write_oci_archive(
+            path,
+            img,
+            name,
+            docker_manifest_json=docker_manifest_json,
+            image_name_annotation=image_name_annotation,
+        )
+
+
+@pytest.fixture(scope="session")
+def image_factory(tmp_path_factory: pytest.TempPathFactory) -> ImageFactory:
+    return ImageFactory(tmp_path_factory.mktemp("images"))
+
+
+@pytest.fixture(scope="session")
+def busybox_image(image_factory: ImageFactory) -> Archive:
+    return image_factory(BUSYBOX_NAME)
+
+
+@dataclass
+class PyctlRunner:
+    """Runs the pyctl CLI against the test containerd.
+
+    ``pyctl(*args, namespace=None, input=None, env=None, check=False, timeout=120)``:
+    ``namespace`` sets CONTAINERD_NAMESPACE; ``env`` adds/overrides variables.  HOME and
+    XDG_CONFIG_HOME point at a per-test directory so user config never leaks in."""
+
+    containerd: Containerd
+    home: Path
+    namespace: str | None = None
+    base_env: dict[str, str] = field(default_factory=dict)
+
+    def env(
+        self, namespace: str | None = None, extra: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        env = self.containerd.client_env()
+        env.pop("PYCTL_CONFIG", None)
+        env["HOME"] = str(self.home)
+        env["XDG_CONFIG_HOME"] = str(self.home / ".config")
+        env.update(self.base_env)
+        ns = namespace or self.namespace
+        if ns:
+            env["CONTAINERD_NAMESPACE"] = ns
+        env.update(extra or {})
+        return env
+
+    def __call__(
+        self,
+        *args: str,
+        namespace: str | None = None,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+        check: bool = False,
+        timeout: float = 120.0,
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "pyctl", "--address", self.containerd.address, *args]
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            input=input,
+            stdin=subprocess.DEVNULL if input is None else None,
+            env=self.env(namespace, env),
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"pyctl {' '.join(args)} exited {proc.returncode}\n"
+                f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
+            )
+        return proc
+
+    def bind(self, namespace: str) -> PyctlRunner:
+        """A runner whose default namespace is ``namespace``."""
+        return PyctlRunner(self.containerd, self.home, namespace, dict(self.base_env))
+
+
+@pytest.fixture
+def pyctl(containerd: Containerd, tmp_path: Path) -> PyctlRunner:
+    home = tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    return PyctlRunner(containerd, home)
