@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyctl.errors import ConfigError, UsageError
+from pyctl.errors import ConfigError, InvalidArgumentError
 
 DEFAULT_ADDRESS = "/run/containerd/containerd.sock"
 DEFAULT_NAMESPACE = "default"
@@ -63,7 +63,7 @@ _KEYS: dict[str, tuple[type, str | None]] = {
 
 def validate_namespace(name: str) -> str:
     if not name or len(name) > _NAMESPACE_MAX or not _NAMESPACE_RE.match(name):
-        raise UsageError(
+        raise InvalidArgumentError(
             f'invalid namespace "{name}": use letters, digits and single ".", "_" or "-" '
             f"between them, at most {_NAMESPACE_MAX} characters (e.g. default, k8s.io)"
         )
@@ -74,7 +74,7 @@ def normalize_address(address: str) -> str:
     if address.startswith("unix://"):
         address = address[len("unix://") :]
     if "://" in address or not address:
-        raise UsageError(
+        raise InvalidArgumentError(
             f'invalid containerd address "{address}": give a unix socket path, '
             "e.g. /run/containerd/containerd.sock or unix:///run/containerd/containerd.sock"
         )
@@ -133,7 +133,9 @@ def _env_bool(name: str, raw: str) -> bool:
         return True
     if low in ("0", "false", "no", "off", ""):
         return False
-    raise UsageError(f"environment variable {name}={raw!r} is not a boolean (use true or false)")
+    raise InvalidArgumentError(
+        f"environment variable {name}={raw!r} is not a boolean (use true or false)"
+    )
 
 
 def resolve_settings(

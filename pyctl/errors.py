@@ -47,3 +47,7 @@ class UnreachableError(PyctlError):
 
 class FormatError(PyctlError):
     """A --format template is invalid or cannot be rendered."""
+
+
+class InvalidArgumentError(PyctlError):
+    """A flag, argument or environment value pyctl cannot use (exit 1, like docker)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pyctl.config import DEFAULT_ADDRESS, resolve_settings
-from pyctl.errors import ConfigError, UsageError
+from pyctl.errors import ConfigError, InvalidArgumentError
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -94,7 +94,7 @@ def test_missing_explicit_config(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["Bad/ns", "-x", "a..b", "", "x" * 77])
 def test_bad_namespace(name: str, tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="invalid namespace"):
+    with pytest.raises(InvalidArgumentError, match="invalid namespace"):
         resolve_settings(
             {"namespace": name} if name else {"namespace": "a b"},
             env={},

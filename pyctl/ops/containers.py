@@ -12,7 +12,7 @@ from pyctl.containerd import images as istore
 from pyctl.containerd import snapshots
 from pyctl.containerd.client import Client
 from pyctl.containerd.containers import Container, Task
-from pyctl.errors import UsageError
+from pyctl.errors import InvalidArgumentError
 from pyctl.ops.catalog import find_records
 from pyctl.render import go_time, human_size, time_since
 
@@ -85,11 +85,13 @@ def parse_ps_filters(specs: Sequence[str]) -> list[tuple[str, str]]:
     for spec in specs:
         key, sep, value = spec.partition("=")
         if not sep or key not in _PS_FILTERS:
-            raise UsageError(
+            raise InvalidArgumentError(
                 f'invalid filter "{spec}": use KEY=VALUE with KEY one of {", ".join(_PS_FILTERS)}'
             )
         if key == "status" and value not in _STATUSES:
-            raise UsageError(f'invalid filter "{spec}": status is one of {", ".join(_STATUSES)}')
+            raise InvalidArgumentError(
+                f'invalid filter "{spec}": status is one of {", ".join(_STATUSES)}'
+            )
         out.append((key, value))
     return out
 

@@ -12,7 +12,12 @@ from typing import Any
 from pyctl.containerd import containers, images
 from pyctl.containerd.client import Client, ContainerdNotFound
 from pyctl.containerd.images import ImageRecord
-from pyctl.errors import InvalidReferenceError, NotFoundError, PyctlError, UsageError
+from pyctl.errors import (
+    InvalidArgumentError,
+    InvalidReferenceError,
+    NotFoundError,
+    PyctlError,
+)
 from pyctl.ops.catalog import (
     Catalog,
     PlatformImage,
@@ -100,11 +105,11 @@ def parse_filters(specs: Sequence[str]) -> list[ImageFilter]:
         key, sep, value = spec.partition("=")
         key = key.strip()
         if not sep or key not in _FILTER_KEYS:
-            raise UsageError(
+            raise InvalidArgumentError(
                 f'invalid filter "{spec}": use KEY=VALUE with KEY one of {", ".join(_FILTER_KEYS)}'
             )
         if key == "dangling" and value.lower() not in ("true", "false", "1", "0"):
-            raise UsageError(f'invalid filter "{spec}": dangling takes true or false')
+            raise InvalidArgumentError(f'invalid filter "{spec}": dangling takes true or false')
         out.append(ImageFilter(key, value))
     return out
 
