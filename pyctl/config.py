@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pyctl.errors import ConfigError, InvalidArgumentError
@@ -26,9 +24,9 @@ _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
 _NAMESPACE_MAX = 76
 
 
-def user_config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "pyctl" / "pyctl.toml"
+def user_config_path() -> str:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "pyctl", "pyctl.toml")
 
 
 @dataclass(frozen=True)
@@ -81,22 +79,24 @@ def normalize_address(address: str) -> str:
     return address
 
 
-def _config_file(explicit: str | None, env: Mapping[str, str]) -> Path | None:
+def _config_file(explicit: str | None, env: Mapping[str, str]) -> str | None:
     """The config file to read: --config, else $PYCTL_CONFIG (both must exist), else the
     first of the system and user files that exists."""
     if explicit:
-        return Path(explicit)
+        return explicit
     if env.get("PYCTL_CONFIG"):
-        return Path(env["PYCTL_CONFIG"])
-    for candidate in (Path(SYSTEM_CONFIG), user_config_path()):
-        if candidate.is_file():
+        return env["PYCTL_CONFIG"]
+    for candidate in (SYSTEM_CONFIG, user_config_path()):
+        if os.path.isfile(candidate):
             return candidate
     return None
 
 
-def load_config_file(path: Path) -> dict[str, Any]:
+def load_config_file(path: str) -> dict[str, Any]:
+    import tomllib
+
     try:
-        with path.open("rb") as fh:
+        with open(path, "rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(
@@ -171,6 +171,6 @@ def resolve_settings(
         values["hosts_dir"] = tuple(values["hosts_dir"])
     return Settings(
         **values,
-        config_file=str(path) if path is not None else None,
+        config_file=path,
         sources=sources,
     )

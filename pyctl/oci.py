@@ -5,9 +5,8 @@ Pure data and parsing; no I/O. Every store (containerd, registry, archive) speak
 
 from __future__ import annotations
 
-import hashlib
 import json
-import platform as _platform
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -62,6 +61,8 @@ def is_config(media_type: str) -> bool:
 
 
 def sha256_digest(data: bytes) -> str:
+    import hashlib
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -141,7 +142,7 @@ def parse_platform(spec: str) -> Platform:
 
 
 def host_platform() -> Platform:
-    machine = _platform.machine().lower()
+    machine = os.uname().machine.lower()
     arch = _ARCH_ALIASES.get(machine, machine)
     variant = ""
     if arch == "arm":

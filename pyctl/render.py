@@ -58,7 +58,6 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Literal
 
 from pyctl.errors import FormatError
@@ -220,6 +219,8 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 def _float_digits(f: float) -> tuple[str, int]:
     """Shortest round-trip decimal digits of abs(f) and Go's decimal-point position ``dp``
     (value = 0.DIGITS × 10**dp)."""
+    from decimal import Decimal
+
     _sign, digit_tuple, exponent = Decimal(repr(abs(f))).as_tuple()
     assert isinstance(exponent, int)
     digits = "".join(map(str, digit_tuple)).lstrip("0")

@@ -6,6 +6,7 @@ command imports the containerd/registry machinery when it runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
@@ -72,7 +73,41 @@ class PyctlGroup(click.Group):
         return list(self.commands)
 
 
-@click.group(cls=PyctlGroup, context_settings=CONTEXT_SETTINGS)
+# Top-level command -> the pyctl.cli module defining it (in `--help` order). A command's
+# module is imported only when that command runs, which keeps start-up short.
+_COMMAND_MODULES = {
+    "images": "images",
+    "tag": "images",
+    "rmi": "images",
+    "inspect": "images",
+    "image": "images",
+    "ps": "containers",
+    "container": "containers",
+    "namespace": "system",
+    "version": "system",
+    "info": "system",
+    "completion": "system",
+}
+
+
+class RootGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module_name = _COMMAND_MODULES.get(cmd_name)
+        if module_name is None:
+            return None
+        import importlib
+
+        module = importlib.import_module(f"pyctl.cli.{module_name}")
+        for command in module.COMMANDS:
+            if command.name == cmd_name:
+                return command  # type: ignore[no-any-return]
+        return None
+
+
+@click.group(cls=RootGroup, context_settings=CONTEXT_SETTINGS)
 @click.option(
     "-a",
     "--address",
@@ -136,60 +171,54 @@ def cli(ctx: click.Context, /, **flags: Any) -> None:
     _debug = app.settings.debug
 
 
-def _register() -> None:
-    from pyctl.cli import containers, images, system
-
-    for module in (images, containers, system):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    print(f"pyctl: error: {message}", file=sys.stderr)
-    sys.exit(code)
-
-
 def _usage_message(exc: click.UsageError) -> str:
     where = exc.ctx.command_path if exc.ctx is not None else "pyctl"
     return f"{exc.format_message()} (see '{where} --help')"
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run pyctl with ``argv``; returns the exit status (0, 1, 2 or 130)."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         code = cli.main(args=args, prog_name="pyctl", standalone_mode=False)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, click.exceptions.Abort):
         print("pyctl: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except click.exceptions.Abort:
-        print("pyctl: interrupted", file=sys.stderr)
-        sys.exit(130)
+        return 130
     except click.UsageError as exc:
-        _fail(_usage_message(exc), 2)
+        return _report(_usage_message(exc), 2)
     except click.ClickException as exc:
-        _fail(exc.format_message(), exc.exit_code)
+        return _report(exc.format_message(), exc.exit_code)
     except UsageError as exc:
-        _fail(exc.message, 2)
+        return _report(exc.message, 2)
     except PyctlError as exc:
         if _debug:
             traceback.print_exc()
-        _fail(exc.message, exc.exit_code)
+        return _report(exc.message, exc.exit_code)
     except BrokenPipeError:
-        # Output closed early (e.g. `| head`): not an error of ours.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(0)
+        return 0  # output closed early (e.g. `| head`): not an error of ours
     except Exception as exc:  # a bug: say so in one line, the traceback only with --debug
         if _debug or "--debug" in args:
             traceback.print_exc()
-        _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", 1)
-    if isinstance(code, int) and code:
-        sys.exit(code)
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        return _report(
+            f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", 1
+        )
+    return code if isinstance(code, int) else 0
+
+
+def _report(message: str, code: int) -> int:
+    print(f"pyctl: error: {message}", file=sys.stderr)
+    return code
+
+
+def main() -> NoReturn:
+    """Console entry point.
+
+    Exits with ``os._exit`` after flushing output: the interpreter's normal teardown (gRPC's
+    shutdown, freeing every module) costs more than most pyctl commands themselves.
+    """
+    code = run()
+    for stream in (sys.stdout, sys.stderr):
+        # The reader may have gone away (`| head`): nothing left to say then.
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            stream.flush()
+    os._exit(code)

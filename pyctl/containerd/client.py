@@ -6,10 +6,8 @@ travel further up than this module — they become :class:`pyctl.errors.PyctlErr
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
-import secrets
 import stat
 import sys
 import time
@@ -122,6 +120,9 @@ def _rfc3339_local(dt: datetime) -> str:
 
 def random_id() -> str:
     """containerd-style unique part: ``<nanoseconds>-<base64url of 3 random bytes>``."""
+    import base64
+    import secrets
+
     unique = base64.urlsafe_b64encode(secrets.token_bytes(3)).decode()
     return f"{time.time_ns() % 1_000_000_000}-{unique}"
 

@@ -8,8 +8,6 @@ ingest ref and is retried with backoff.
 
 from __future__ import annotations
 
-import hashlib
-import queue
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +24,7 @@ from pyctl.containerd.client import (
     retry_unavailable,
 )
 from pyctl.errors import PyctlError
-from pyctl.oci import MAX_MANIFEST_SIZE
+from pyctl.oci import MAX_MANIFEST_SIZE, sha256_digest
 
 CHUNK = 1 << 20
 
@@ -85,7 +83,7 @@ def read_blob(client: Client, digest: str, limit: int = MAX_MANIFEST_SIZE) -> by
         if len(buf) > limit:
             raise PyctlError(f"blob {digest} is larger than {limit} bytes")
     data = bytes(buf)
-    if digest.startswith("sha256:") and "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+    if digest.startswith("sha256:") and sha256_digest(data) != digest:
         raise PyctlError(f"content {digest} in containerd does not match its digest")
     return data
 
@@ -101,6 +99,8 @@ class _Lockstep:
     """Request iterator for a bidi stream driven one message at a time."""
 
     def __init__(self) -> None:
+        import queue
+
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
     def send(self, msg: Any) -> None:

@@ -7,7 +7,6 @@ and config blob read once (concurrently), then every snapshot's usage in one con
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -87,6 +86,8 @@ class Catalog:
         if len(todo) == 1:
             self._blobs[todo[0]] = content.read_blob(self.client, todo[0])
             return
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
             for digest, data in zip(
                 todo, pool.map(lambda d: content.read_blob(self.client, d), todo), strict=True
