@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import os
 import statistics
 import subprocess
 import sys
@@ -28,9 +28,24 @@ ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "docker.io/library/busybox:bench"
 
 
-def _pyctl() -> str:
-    exe = Path(sys.executable).parent / "pyctl"
-    return str(exe) if exe.exists() else shutil.which("pyctl") or "pyctl"
+def install_pyctl(target: Path) -> list[str]:
+    """Install this checkout like `pip install .` does (no editable finder) into ``target`` and
+    return the command that runs it the way the `pyctl` console script does."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(ROOT),
+        ],
+        check=True,
+    )
+    return [sys.executable, "-c", "from pyctl.cli.main import main; main()"]
 
 
 def _time(cmd: list[str]) -> float:
@@ -79,26 +94,32 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15, help="timed runs per command")
     args = parser.parse_args()
 
-    pyctl = _pyctl()
     floor = [sys.executable, "-c", "import click, grpc"]
     results = []
     with tempfile.TemporaryDirectory(prefix="pyctl-bench-") as tmp, Containerd(cri=False) as cd:
+        site = Path(tmp) / "site"
+        pyctl = install_pyctl(site)
+        os.environ["PYTHONPATH"] = str(site)
         archive = write_oci_archive(Path(tmp) / "busybox.tar", build_image(), IMAGE)
-        scenarios = [("images", 10, "bench10"), ("images", 1000, "bench1000"), ("ps", 300, "benchps")]
+        scenarios = [
+            ("images", 10, "bench10"),
+            ("images", 1000, "bench1000"),
+            ("ps", 300, "benchps"),
+        ]
         for kind, count, ns in scenarios:
             cd.ctr("images", "import", str(archive.path), namespace=ns)
             if kind == "images":
                 seed_tags(cd, ns, count)
                 commands = {
                     "ctr": ["ctr", "-a", cd.address, "-n", ns, "images", "ls"],
-                    "pyctl": [pyctl, "-a", cd.address, "-n", ns, "images"],
+                    "pyctl": [*pyctl, "-a", cd.address, "-n", ns, "images"],
                 }
                 label = f"images, {count} images"
             else:
                 seed_containers(cd, ns, count)
                 commands = {
                     "ctr": ["ctr", "-a", cd.address, "-n", ns, "containers", "ls"],
-                    "pyctl": [pyctl, "-a", cd.address, "-n", ns, "ps", "-a"],
+                    "pyctl": [*pyctl, "-a", cd.address, "-n", ns, "ps", "-a"],
                 }
                 label = f"ps -a, {count} containers"
             commands["floor"] = floor
@@ -116,8 +137,11 @@ def main() -> None:
             )
             cd.clean_namespace(ns)
 
-    header = f"{'scenario':<26}{'ctr':>9}{'pyctl':>9}{'floor':>9}{'pyctl/ctr':>11}{'floor/ctr':>11}{'pyctl-floor':>13}"
-    print(header)
+    cols = ("ctr", "pyctl", "floor")
+    print(
+        f"{'scenario':<26}" + "".join(f"{c:>9}" for c in cols) + f"{'pyctl/ctr':>11}"
+        f"{'floor/ctr':>11}{'pyctl-floor':>13}"
+    )
     for r in results:
         print(
             f"{r['scenario']:<26}{r['ctr_s']:>8.3f}s{r['pyctl_s']:>8.3f}s{r['floor_s']:>8.3f}s"
