@@ -4,6 +4,7 @@ Fixtures (all fail loudly, nothing is skipped):
 
 * ``containerd`` (session)  -> testbed.Containerd, started once, stopped at session end
 * ``namespace`` (function)  -> str, a fresh unique namespace, emptied and deleted afterwards
+* ``module_namespace`` (module) -> str, the same for a whole test module (read-only fixtures)
 * ``registry`` (function)   -> testbed.Registry, plain HTTP on 127.0.0.1:<free port>
 * ``cert_authority`` (session) -> testbed.CertAuthority writing into a session tmp dir
 * ``busybox_image`` (session) -> images.Archive (``.path``, ``.name``, ``.image`` spec) of the
@@ -12,6 +13,7 @@ Fixtures (all fail loudly, nothing is skipped):
   writes more archives (distinct digests, docker media types, multi-platform)
 * ``pyctl`` (function)      -> PyctlRunner: ``pyctl("images", namespace=namespace)`` runs
   ``python -m pyctl --address SOCK ...`` and returns CompletedProcess[str]
+* ``module_pyctl`` (module)  -> PyctlRunner with a module-wide HOME
 """
 
 from __future__ import annotations
@@ -66,6 +68,15 @@ def namespace(containerd: Containerd, request: pytest.FixtureRequest) -> Iterato
     """A unique namespace name (created lazily by whatever uses it first); afterwards every
     task, container, image, lease, snapshot and blob in it is removed, then the namespace."""
     ns = _namespace_name(request)
+    yield ns
+    containerd.clean_namespace(ns)
+
+
+@pytest.fixture(scope="module")
+def module_namespace(containerd: Containerd, request: pytest.FixtureRequest) -> Iterator[str]:
+    """Like ``namespace`` but shared by one test module (for expensive read-only setups)."""
+    base = re.sub(r"[^A-Za-z0-9]+", "-", request.module.__name__.rsplit(".", 1)[-1]).lower()
+    ns = f"it-{base.strip('-')[:40]}-{uuid.uuid4().hex[:8]}"
     yield ns
     containerd.clean_namespace(ns)
 
@@ -191,5 +202,12 @@ class PyctlRunner:
 @pytest.fixture
 def pyctl(containerd: Containerd, tmp_path: Path) -> PyctlRunner:
     home = tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    return PyctlRunner(containerd, home)
+
+
+@pytest.fixture(scope="module")
+def module_pyctl(containerd: Containerd, tmp_path_factory: pytest.TempPathFactory) -> PyctlRunner:
+    home = tmp_path_factory.mktemp("home")
     (home / ".config").mkdir(parents=True)
     return PyctlRunner(containerd, home)
