@@ -14,6 +14,22 @@ Fixtures (all fail loudly, nothing is skipped):
 * ``pyctl`` (function)      -> PyctlRunner: ``pyctl("images", namespace=namespace)`` runs
   ``python -m pyctl --address SOCK ...`` and returns CompletedProcess[str]
 * ``module_pyctl`` (module)  -> PyctlRunner with a module-wide HOME
+
+Registry variants (function scope; all :class:`SecureRegistry`, a ``testbed.Registry`` with
+``cert_dir`` = ``<certs.d>/<host>/`` holding ``ca.crt`` (+ ``client.cert``/``client.key``),
+``certs_d`` = its parent (a containerd/docker certs.d root), ``users`` (name -> password)):
+
+* ``tls_registry``   -> HTTPS (server cert from ``cert_authority``), no auth
+* ``basic_registry`` -> HTTPS + htpasswd, ``testuser``/``testpassword``
+* ``token_registry`` -> HTTPS + token auth; ``.token_server`` (tokenserver.TokenServer, HTTPS,
+  same CA; realm ``https://127.0.0.1:PORT/token``): ``alice``/``wonderland`` pull+push on
+  every repo, ``bob``/``builder`` pull only, anonymous gets a token with no access
+* ``mtls_registry``  -> HTTPS requiring a client cert from ``cert_authority``;
+  ``.client_cert`` is the CertPair (``cert``/``key``/``ca``) clients must present
+* ``fault_proxy``    -> faultproxy.FaultProxy in front of the ``registry`` fixture
+* ``blob_host``      -> a second FaultProxy in front of the same registry (a redirect target
+  that records whether Authorization arrived); ``blob_host.url_for("localhost")`` gives it a
+  different host *name* too (clients that compare names only, not ports)
 """
 
 from __future__ import annotations
@@ -31,8 +47,20 @@ from typing import Any, Literal
 import pytest
 
 from integration import images
+from integration.faultproxy import FaultProxy
 from integration.images import Archive
-from integration.testbed import CertAuthority, Containerd, Registry, TestbedError
+from integration.testbed import (
+    CertAuthority,
+    CertPair,
+    Containerd,
+    HtpasswdAuth,
+    Registry,
+    RegistryAuth,
+    TestbedError,
+    TokenAuth,
+    write_cert_dir,
+)
+from integration.tokenserver import TokenServer
 
 BUSYBOX_NAME = "docker.io/library/busybox:latest"
 
@@ -211,3 +239,101 @@ def module_pyctl(containerd: Containerd, tmp_path_factory: pytest.TempPathFactor
     home = tmp_path_factory.mktemp("home")
     (home / ".config").mkdir(parents=True)
     return PyctlRunner(containerd, home)
+
+
+# --- registry variants -------------------------------------------------------------------------
+
+
+class SecureRegistry(Registry):
+    """A :class:`Registry` plus what a client needs to talk to it.
+
+    * ``cert_dir``: ``<certs.d>/<host>/`` with ``ca.crt`` (and ``client.cert``/``client.key``
+      for mutual TLS) — for ``skopeo --cert-dir`` / docker ``certs.d``
+    * ``certs_d``: the certs.d root (``cert_dir.parent``)
+    * ``users``: user -> password (empty without auth)
+    * ``token_server``: the TokenServer (token auth only)"""
+
+    def __init__(
+        self,
+        *,
+        tls: CertPair,
+        auth: RegistryAuth | None = None,
+        client_ca: Path | None = None,
+        client_cert: CertPair | None = None,
+        users: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(tls=tls, auth=auth, client_ca=client_ca, client_cert=client_cert)
+        self.users: dict[str, str] = dict(users or {})
+        self.certs_d = self.dir / "certs.d"
+        self.cert_dir = write_cert_dir(self.certs_d / self.host, ca=tls.ca, client=client_cert)
+
+    def __enter__(self) -> SecureRegistry:
+        super().__enter__()
+        return self
+
+    @property
+    def token_server(self) -> TokenServer:
+        if not isinstance(self.auth, TokenAuth) or self.auth.server is None:
+            raise TestbedError("not a token-auth registry")
+        return self.auth.server
+
+    def creds(self, user: str | None = None) -> str:
+        """``user:password`` (first user by default), e.g. for ``skopeo --creds``."""
+        u = user or next(iter(self.users))
+        return f"{u}:{self.users[u]}"
+
+
+def _server_cert(ca: CertAuthority, kind: str) -> CertPair:
+    return ca.issue_server_cert(f"{kind}-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def tls_registry(cert_authority: CertAuthority) -> Iterator[SecureRegistry]:
+    with SecureRegistry(tls=_server_cert(cert_authority, "tls-registry")) as reg:
+        yield reg
+
+
+BASIC_USERS = {"testuser": "testpassword"}
+
+
+@pytest.fixture
+def basic_registry(cert_authority: CertAuthority) -> Iterator[SecureRegistry]:
+    auth = HtpasswdAuth(users=dict(BASIC_USERS))
+    tls = _server_cert(cert_authority, "basic-registry")
+    with SecureRegistry(tls=tls, auth=auth, users=BASIC_USERS) as reg:
+        yield reg
+
+
+TOKEN_USERS = {"alice": "wonderland", "bob": "builder"}
+TOKEN_PERMISSIONS: dict[str, dict[str, str | Sequence[str]]] = {
+    "alice": {"*": "pull,push"},
+    "bob": {"*": "pull"},
+}
+
+
+@pytest.fixture
+def token_registry(cert_authority: CertAuthority) -> Iterator[SecureRegistry]:
+    tls = _server_cert(cert_authority, "token-registry")
+    auth = TokenAuth(users=dict(TOKEN_USERS), permissions=TOKEN_PERMISSIONS, tls=tls)
+    with SecureRegistry(tls=tls, auth=auth, users=TOKEN_USERS) as reg:
+        yield reg
+
+
+@pytest.fixture
+def mtls_registry(cert_authority: CertAuthority) -> Iterator[SecureRegistry]:
+    tls = _server_cert(cert_authority, "mtls-registry")
+    client = cert_authority.issue_client_cert(f"client-{uuid.uuid4().hex[:8]}")
+    with SecureRegistry(tls=tls, client_ca=cert_authority.cert_path, client_cert=client) as reg:
+        yield reg
+
+
+@pytest.fixture
+def fault_proxy(registry: Registry) -> Iterator[FaultProxy]:
+    with FaultProxy(registry) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def blob_host(registry: Registry) -> Iterator[FaultProxy]:
+    with FaultProxy(registry) as host:
+        yield host

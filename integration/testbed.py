@@ -40,9 +40,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .images import Archive, import_into
+
+if TYPE_CHECKING:
+    from .tokenserver import TokenServer
 
 __all__ = [
     "CertAuthority",
@@ -54,6 +57,7 @@ __all__ = [
     "Registry",
     "RegistryAuth",
     "TestbedError",
+    "TokenAuth",
     "bcrypt_hash",
     "free_port",
     "import_into",
@@ -62,6 +66,7 @@ __all__ = [
     "run",
     "skopeo",
     "unmount_all_under",
+    "write_cert_dir",
 ]
 
 CTR = "ctr"
@@ -931,6 +936,128 @@ class HtpasswdAuth(RegistryAuth):
         u = user or self.user
         token = base64.b64encode(f"{u}:{self.users[u]}".encode()).decode()
         return {"Authorization": f"Basic {token}"}
+
+
+@dataclass
+class TokenAuth(RegistryAuth):
+    """Bearer-token auth (``auth.token``) backed by a :class:`~integration.tokenserver.TokenServer`
+    started and stopped with the registry (Harbor / Docker Hub style).
+
+    ``permissions`` is ``{user: {repo_glob: actions}}`` (e.g. ``{"alice": {"*": "pull,push"}}``);
+    anonymous clients get ``pull`` on ``public_repos`` globs; ``tls`` (a :class:`CertPair`)
+    makes the token server HTTPS (the realm is ``https://127.0.0.1:PORT/token``).  After the
+    registry's :meth:`Registry.render_config`, ``server`` is the running-or-ready TokenServer.
+
+    :meth:`headers` (used by :meth:`Registry.request` and its helpers) mints an admin token
+    with ``registry:catalog:*`` and pull/push/delete on every repository already in the
+    registry's storage; :meth:`token_headers` mints one for explicit scopes."""
+
+    users: Mapping[str, str] = field(default_factory=lambda: {"testuser": "testpassword"})
+    permissions: Mapping[str, Mapping[str, str | Sequence[str]]] | None = None
+    public_repos: Sequence[str] = ()
+    anonymous: bool = True
+    tls: CertPair | None = None
+    service: str = "pyctl-test-registry"
+    issuer: str = "pyctl-test-token-issuer"
+    expires_in: int = 300
+    header: Literal["kid", "x5c"] = "kid"
+    allow_post: bool = True
+    server: TokenServer | None = field(default=None, init=False)
+    _workdir: Path | None = field(default=None, init=False, repr=False)
+
+    def _make_server(self, workdir: Path) -> TokenServer:
+        from .tokenserver import TokenServer
+
+        perms = self.permissions
+        if perms is None:
+            perms = {u: {"*": "pull,push,delete"} for u in self.users}
+        return TokenServer(
+            workdir / "tokenserver",
+            users=self.users,
+            permissions=perms,
+            public_repos=self.public_repos,
+            anonymous=self.anonymous,
+            service=self.service,
+            issuer=self.issuer,
+            expires_in=self.expires_in,
+            tls=self.tls,
+            header=self.header,
+            allow_post=self.allow_post,
+        )
+
+    def config(self, workdir: Path) -> dict[str, Any]:
+        self._workdir = workdir
+        if self.server is None:
+            self.server = self._make_server(workdir)
+        return self.server.registry_config()
+
+    def _server(self) -> TokenServer:
+        if self.server is None:
+            raise TestbedError("TokenAuth: no token server yet (the registry renders it)")
+        return self.server
+
+    def start(self, workdir: Path) -> None:
+        if not self._server().running:
+            self._server().start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    @property
+    def realm(self) -> str:
+        return self._server().realm
+
+    @property
+    def user(self) -> str:
+        """The first user name."""
+        return next(iter(self.users))
+
+    @property
+    def password(self) -> str:
+        return self.users[self.user]
+
+    def _stored_repos(self) -> list[str]:
+        if self._workdir is None:
+            return []
+        base = self._workdir / "storage" / "docker" / "registry" / "v2" / "repositories"
+        repos: list[str] = []
+        for dirpath, dirnames, _files in os.walk(base):
+            if any(d in dirnames for d in ("_manifests", "_layers", "_uploads")):
+                repos.append(os.path.relpath(dirpath, base))
+                dirnames[:] = [d for d in dirnames if not d.startswith("_")]
+        return sorted(repos)
+
+    def token_headers(self, *scopes: str, subject: str = "admin") -> dict[str, str]:
+        """``Authorization: Bearer`` with exactly ``scopes`` (``repository:foo:pull`` ...)."""
+        from .tokenserver import parse_scope
+
+        access = [a for s in scopes for a in parse_scope(s)]
+        return {"Authorization": f"Bearer {self._server().issue(subject, access)}"}
+
+    def headers(self, user: str | None = None) -> dict[str, str]:
+        scopes = ["registry:catalog:*"]
+        scopes += [f"repository:{r}:pull,push,delete" for r in self._stored_repos()]
+        return self.token_headers(*scopes, subject=user or "admin")
+
+
+def write_cert_dir(
+    directory: str | os.PathLike[str],
+    *,
+    ca: str | os.PathLike[str] | None = None,
+    client: CertPair | None = None,
+) -> Path:
+    """A Docker/containers ``certs.d``-style directory: ``ca.crt`` (copy of ``ca``) and, for
+    ``client``, ``client.cert`` + ``client.key``.  Works for ``skopeo --cert-dir``."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    if ca is not None:
+        shutil.copyfile(ca, d / "ca.crt")
+    if client is not None:
+        shutil.copyfile(client.cert, d / "client.cert")
+        shutil.copyfile(client.key, d / "client.key")
+        (d / "client.key").chmod(0o600)
+    return d
 
 
 # ==============================================================================================

@@ -77,3 +77,16 @@ def complete_namespaces(
         return [CompletionItem(n.name) for n in resp.namespaces if n.name.startswith(incomplete)]
     except Exception:
         return []
+
+
+def complete_registries(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Registry hosts the user has credentials for (config.json ``auths`` and ``credHelpers``)."""
+    try:
+        from pyctl.registry.auth import DockerConfig
+
+        hosts = DockerConfig.load().registries()
+        return [CompletionItem(h) for h in hosts if h.startswith(incomplete)]
+    except Exception:
+        return []

@@ -77,12 +77,17 @@ class PyctlGroup(click.Group):
 # module is imported only when that command runs, which keeps start-up short.
 _COMMAND_MODULES = {
     "images": "images",
+    "pull": "registry",
+    "push": "registry",
     "tag": "images",
     "rmi": "images",
     "inspect": "images",
     "image": "images",
     "ps": "containers",
     "container": "containers",
+    "login": "registry",
+    "logout": "registry",
+    "hosts": "registry",
     "namespace": "system",
     "version": "system",
     "info": "system",

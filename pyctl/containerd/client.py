@@ -253,8 +253,13 @@ class Client:
     # leases -----------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def lease_context(self, expire: timedelta = timedelta(hours=24)) -> Iterator[str]:
-        """Create a lease, attach it to every call made inside, delete it (async) after."""
+    def lease_context(
+        self, expire: timedelta = timedelta(hours=24), *, keep_on_error: bool = False
+    ) -> Iterator[str]:
+        """Create a lease, attach it to every call made inside, delete it (async) after.
+
+        With ``keep_on_error`` a failed or interrupted operation leaves the lease in place: it
+        keeps partial ingests for the next attempt to resume and expires by itself."""
         if self.lease is not None:
             yield self.lease
             return

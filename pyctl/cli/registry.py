@@ -1,0 +1,228 @@
+"""Registry commands: pull, push, login, logout, hosts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from pyctl.cli.complete import complete_images, complete_registries
+from pyctl.cli.main import App
+from pyctl.errors import PyctlError
+
+
+def _registry_config(app: App) -> Any:
+    from pyctl.registry.connect import RegistryConfig
+
+    return RegistryConfig.load(app.settings)
+
+
+def _platform_options(f: Any) -> Any:
+    f = click.option(
+        "--all-platforms", is_flag=True, help="all platforms of a multi-platform image"
+    )(f)
+    f = click.option(
+        "--platform",
+        "platforms",
+        multiple=True,
+        metavar="OS/ARCH[/VARIANT]",
+        help="platform to use (repeatable) [default: this machine's]",
+    )(f)
+    return f
+
+
+@click.command("pull")
+@click.argument("reference", shell_complete=complete_images)
+@_platform_options
+@click.option(
+    "--unpack",
+    type=click.Choice(["auto", "true", "false"]),
+    default="auto",
+    show_default=True,
+    help="unpack into the snapshotter (auto: the platforms this machine runs)",
+)
+@click.option("-q", "--quiet", is_flag=True, help="print only the image reference")
+@click.option(
+    "--max-concurrent-downloads",
+    type=click.IntRange(1, 64),
+    default=3,
+    show_default=True,
+    help="blobs downloaded at once",
+)
+@click.pass_obj
+def pull_cmd(
+    app: App,
+    reference: str,
+    platforms: tuple[str, ...],
+    all_platforms: bool,
+    unpack: str,
+    quiet: bool,
+    max_concurrent_downloads: int,
+) -> None:
+    """Pull an image from a registry into containerd."""
+    from pyctl.ops.registry import pull
+    from pyctl.progress import make_progress
+
+    rc = _registry_config(app)
+    progress = make_progress(quiet, "Downloading", "Download complete")
+    try:
+        result = pull(
+            app.client(),
+            rc,
+            reference,
+            platforms=platforms,
+            all_platforms=all_platforms,
+            unpack=unpack,
+            concurrency=max_concurrent_downloads,
+            progress=progress,
+        )
+    except PyctlError as exc:
+        progress.close()
+        if not str(exc).startswith("pull "):
+            raise PyctlError(f"pull {reference}: {exc}") from None
+        raise
+    except BaseException:
+        progress.close()
+        raise
+    progress.close()
+    if not quiet:
+        progress.note(f"Digest: {result.digest}")
+        status = "Image is up to date" if result.written == 0 else "Downloaded newer image"
+        progress.note(f"Status: {status} for {result.reference}")
+    click.echo(result.reference)
+
+
+@click.command("push")
+@click.argument("reference", shell_complete=complete_images)
+@_platform_options
+@click.option("-q", "--quiet", is_flag=True, help="print only the final digest line")
+@click.pass_obj
+def push_cmd(
+    app: App, reference: str, platforms: tuple[str, ...], all_platforms: bool, quiet: bool
+) -> None:
+    """Push an image from containerd to a registry."""
+    from pyctl.ops.registry import push
+    from pyctl.progress import make_progress
+
+    rc = _registry_config(app)
+    progress = make_progress(quiet, "Pushing", "Pushed")
+    try:
+        result = push(
+            app.client(),
+            rc,
+            reference,
+            platforms=platforms,
+            all_platforms=all_platforms,
+            progress=progress,
+        )
+    except PyctlError as exc:
+        progress.close()
+        if not str(exc).startswith("push "):
+            raise PyctlError(f"push {reference}: {exc}") from None
+        raise
+    except BaseException:
+        progress.close()
+        raise
+    progress.close()
+    click.echo(f"{result.tag}: digest: {result.digest} size: {result.size}")
+
+
+@click.command("login")
+@click.argument("server", required=False, shell_complete=complete_registries)
+@click.option("-u", "--username", help="username")
+@click.option("-p", "--password", help="password (insecure: prefer --password-stdin)")
+@click.option("--password-stdin", is_flag=True, help="read the password from stdin")
+@click.pass_obj
+def login_cmd(
+    app: App, server: str | None, username: str | None, password: str | None, password_stdin: bool
+) -> None:
+    """Log in to a registry (default: Docker Hub) and store the credentials."""
+    from pyctl.ops.registry import login, registry_host
+
+    if password and password_stdin:
+        raise PyctlError("login: --password and --password-stdin are mutually exclusive")
+    if password:
+        click.echo(
+            "WARNING! Using --password via the CLI is insecure. Use --password-stdin.", err=True
+        )
+    if password_stdin:
+        if not username:
+            raise PyctlError("login: --password-stdin needs --username")
+        password = sys.stdin.read().rstrip("\r\n")
+    rc = _registry_config(app)
+    host = registry_host(server)
+    if not username or not password:
+        if not sys.stdin.isatty():
+            raise PyctlError(
+                "login: cannot prompt for credentials: stdin is not a terminal "
+                "(use --username and --password-stdin)"
+            )
+        if not username:
+            existing = rc.docker.get(host)
+            default = existing.username if existing and existing.username else None
+            username = click.prompt("Username", default=default, err=True)
+        if not password:
+            password = click.prompt("Password", hide_input=True, err=True)
+    assert username is not None and password is not None
+    login(rc, server, username, password)
+    click.echo("Login Succeeded")
+
+
+@click.command("logout")
+@click.argument("server", required=False, shell_complete=complete_registries)
+@click.pass_obj
+def logout_cmd(app: App, server: str | None) -> None:
+    """Remove stored credentials for a registry (default: Docker Hub)."""
+    from pyctl.ops.registry import logout
+
+    key, removed = logout(_registry_config(app), server)
+    if removed:
+        click.echo(f"Removing login credentials for {key}")
+    else:
+        click.echo(f"Not logged in to {key}")
+
+
+@click.command("hosts")
+@click.argument("target", metavar="REF|HOST")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_obj
+def hosts_cmd(app: App, target: str, fmt: str) -> None:
+    """Explain the registry configuration that applies to an image or registry host."""
+    from pyctl.ops.registry import explain_hosts
+
+    data = explain_hosts(_registry_config(app), target)
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2))
+        return
+    lines = [
+        f"Registry: {data['Registry']}",
+        f"Hosts directories: {', '.join(data['HostsDirs']) or '-'}",
+        f"containerd config: {data['ContainerdConfig'] or '(none)'}",
+        f"Docker config: {data['DockerConfig']}",
+        "Endpoints, in the order they are tried:",
+    ]
+    for e in data["Endpoints"]:
+        lines.append(f"  {e['Order']}. {e['URL']}  ({e['Role']})")
+        lines.append(f"     capabilities: {', '.join(e['Capabilities'])}")
+        if e["CA"]:
+            lines.append(f"     ca: {', '.join(e['CA'])}")
+        for c in e["ClientCerts"]:
+            lines.append(
+                f"     client cert: {c['Cert']}" + (f" key: {c['Key']}" if c["Key"] else "")
+            )
+        if e["SkipVerify"]:
+            lines.append("     skip_verify: true (TLS certificates are NOT verified)")
+        if e["HTTPFallback"]:
+            lines.append("     plain HTTP: allowed as a fallback when the host does not speak TLS")
+        for k, v in e["Headers"].items():
+            lines.append(f"     header: {k}: {', '.join(v)}")
+        if e["Namespace"]:
+            lines.append(f"     requests add ?ns={e['Namespace']}")
+        lines.append(f"     credentials: {e['Credentials']}")
+        lines.append(f"     from: {e['Source']}")
+    click.echo("\n".join(lines))
+
+
+COMMANDS = [pull_cmd, push_cmd, login_cmd, logout_cmd, hosts_cmd]

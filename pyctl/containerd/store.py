@@ -1,0 +1,322 @@
+"""containerd as a store of the copy engine.
+
+As a source (push, export) it reads blobs from the content service. As a destination (pull,
+import) it writes blobs through the Write stream under the caller's lease, labels parents so
+the garbage collector keeps their children (``containerd.io/gc.ref.content.*``), records where
+blobs came from (``containerd.io/distribution.source.<host>``), unpacks layers into the
+snapshotter while later layers are still arriving, and registers the image record last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pyctl._api.services.leases.v1 import leases_pb2
+from pyctl.containerd import content, images, snapshots
+from pyctl.containerd.client import Client, ContainerdNotFound
+from pyctl.containerd.images import ImageRecord
+from pyctl.copy import ManifestNode, Plan, Progress, Source
+from pyctl.errors import PyctlError
+from pyctl.oci import (
+    Descriptor,
+    host_platform,
+    is_config,
+    is_index,
+    is_layer,
+    is_manifest,
+    platform_matches,
+)
+
+SOURCE_LABEL_PREFIX = "containerd.io/distribution.source."
+MAX_LABEL = 4096
+
+
+def ingest_ref(desc: Descriptor) -> str:
+    """containerd's ingest key for a descriptor (``remotes.MakeRefKey``)."""
+    key = desc.digest
+    name = desc.annotations.get("org.opencontainers.image.ref.name")
+    if name:
+        key = f"{name}@{key}"
+    if is_manifest(desc.media_type):
+        return "manifest-" + key
+    if is_index(desc.media_type):
+        return "index-" + key
+    if is_layer(desc.media_type):
+        return "layer-" + key
+    if is_config(desc.media_type):
+        return "config-" + key
+    return "unknown-" + key
+
+
+def gc_labels_for(parent: Descriptor, children: Sequence[Descriptor]) -> dict[str, str]:
+    """``containerd.io/gc.ref.content.*`` labels a parent carries for its children."""
+    labels: dict[str, str] = {}
+    counters: dict[str, int] = {}
+    for child in children:
+        if is_config(child.media_type):
+            key = "containerd.io/gc.ref.content.config"
+        elif is_manifest(child.media_type):
+            key = "containerd.io/gc.ref.content.m."
+        elif is_layer(child.media_type):
+            key = "containerd.io/gc.ref.content.l."
+        else:
+            key = "containerd.io/gc.ref.content."
+        n = counters.get(key, 0)
+        counters[key] = n + 1
+        if n > 0 or key.endswith("."):
+            key = f"{key}{n}"
+        labels[key] = child.digest
+    return labels
+
+
+def merge_source(existing: str | None, repo: str) -> str:
+    repos = {r for r in (existing or "").split(",") if r}
+    repos.add(repo)
+    return ",".join(sorted(repos))
+
+
+class _Aborted(Exception):
+    pass
+
+
+class ContainerdStore:
+    """Source and destination over one containerd namespace (``client`` carries the lease)."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        snapshotter: str = "overlayfs",
+        unpack: str = "auto",
+        source_host: str | None = None,
+        source_repo: str | None = None,
+        names: Sequence[str] = (),
+        record_labels: Mapping[str, str] | None = None,
+    ) -> None:
+        self.client = client
+        self.snapshotter = snapshotter
+        self.unpack_mode = unpack
+        self.source_label = (
+            (SOURCE_LABEL_PREFIX + _hostname(source_host), source_repo)
+            if source_host and source_repo
+            else None
+        )
+        self.names = list(names)
+        self.record_labels = dict(record_labels or {})
+        self._labels: dict[str, dict[str, str]] = {}  # existing blobs' labels
+        self._ready: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._abort = threading.Event()
+        self._unpackers: list[threading.Thread] = []
+        self._unpack_errors: list[BaseException] = []
+        self._doc_labels: dict[str, dict[str, str]] = {}
+        self.unpacked: list[str] = []
+
+    # source -----------------------------------------------------------------------------------
+
+    def read(self, desc: Descriptor) -> bytes:
+        try:
+            return content.read_blob(self.client, desc.digest)
+        except ContainerdNotFound:
+            raise PyctlError(f"content {desc.digest} is not in containerd") from None
+
+    def open(self, desc: Descriptor, offset: int) -> Iterable[bytes]:
+        return content.read_chunks(self.client, desc.digest, offset)
+
+    def info_labels(self, digests: Iterable[str]) -> dict[str, dict[str, str]]:
+        """Labels of the given blobs (absent ones left out), fetched concurrently."""
+        from pyctl._api.services.content.v1 import content_pb2
+
+        futures = {
+            d: self.client.future("content", "Info", content_pb2.InfoRequest(digest=d))
+            for d in dict.fromkeys(digests)
+        }
+        out: dict[str, dict[str, str]] = {}
+        for d, fut in futures.items():
+            try:
+                out[d] = dict(self.client.result(fut, d).info.labels)
+            except ContainerdNotFound:
+                continue
+        return out
+
+    # destination ------------------------------------------------------------------------------
+
+    def prepare(self, plan: Plan) -> None:
+        """Compute labels and start the unpack workers for the manifests to unpack."""
+        if plan.index is not None:
+            self._doc_labels[plan.root.digest] = gc_labels_for(plan.root, plan.index.manifests)
+        for node in plan.manifests:
+            self._doc_labels[node.desc.digest] = gc_labels_for(node.desc, node.manifest.children())
+        for node in self._to_unpack(plan):
+            t = threading.Thread(target=self._unpack, args=(node,), daemon=True, name="unpack")
+            self._unpackers.append(t)
+            t.start()
+
+    def _to_unpack(self, plan: Plan) -> list[ManifestNode]:
+        if self.unpack_mode == "false":
+            return []
+        if self.unpack_mode == "true":
+            return list(plan.manifests)
+        host = host_platform()
+        return [n for n in plan.manifests if platform_matches(host, n.platform)]
+
+    def _event(self, digest: str) -> threading.Event:
+        with self._lock:
+            ev = self._ready.get(digest)
+            if ev is None:
+                ev = self._ready[digest] = threading.Event()
+            return ev
+
+    def _unpack(self, node: ManifestNode) -> None:
+        def wait(i: int) -> None:
+            layer = node.manifest.layers[i]
+            ev = self._event(layer.digest)
+            while not ev.wait(0.5):
+                if self._abort.is_set():
+                    raise _Aborted
+            if self._abort.is_set():
+                raise _Aborted
+
+        try:
+            snapshots.unpack(
+                self.client, self.snapshotter, node.manifest, node.config, wait_for_layer=wait
+            )
+            self.unpacked.append(str(node.platform))
+        except _Aborted:
+            pass
+        except BaseException as exc:  # reported by commit()
+            self._unpack_errors.append(exc)
+
+    def missing(self, descs: Sequence[Descriptor]) -> set[str]:
+        present = self.info_labels(d.digest for d in descs)
+        self._labels.update(present)
+        if present and self.client.lease:
+            self._lease_add(list(present))
+        return {d.digest for d in descs if d.digest not in present}
+
+    def _lease_add(self, digests: list[str]) -> None:
+        """Hold blobs that are already there under our lease too, so GC cannot take them
+        between our check and the image record."""
+        futures = [
+            self.client.future(
+                "leases",
+                "AddResource",
+                leases_pb2.AddResourceRequest(
+                    id=self.client.lease or "",
+                    resource=leases_pb2.Resource(id=d, type="content"),
+                ),
+            )
+            for d in digests
+        ]
+        for fut in futures:
+            self.client.result(fut)
+
+    def _commit_labels(self, desc: Descriptor) -> dict[str, str]:
+        labels = dict(self._doc_labels.get(desc.digest, {}))
+        if self.source_label is not None:
+            key, repo = self.source_label
+            labels[key] = merge_source(None, repo)
+        return labels
+
+    def write_blob(self, desc: Descriptor, source: Source, progress: Progress) -> str:
+        progress.start(desc, "layer" if is_layer(desc.media_type) else "blob")
+        written = content.write_blob(
+            self.client,
+            ingest_ref(desc),
+            desc.digest,
+            desc.size,
+            lambda offset: source.open(desc, offset),
+            labels=self._commit_labels(desc),
+            progress=lambda n: progress.advance(desc, n),
+        )
+        return "done" if written else "exists"
+
+    def write_document(self, desc: Descriptor, data: bytes) -> None:
+        content.write_blob(
+            self.client,
+            ingest_ref(desc),
+            desc.digest,
+            desc.size,
+            lambda offset: [data[offset:]],
+            labels=self._commit_labels(desc),
+        )
+
+    def blob_ready(self, desc: Descriptor) -> None:
+        self._event(desc.digest).set()
+
+    def abort(self) -> None:
+        self._abort.set()
+        for t in self._unpackers:
+            t.join(timeout=5)
+
+    def commit(self, plan: Plan) -> None:
+        for t in self._unpackers:
+            while t.is_alive():
+                t.join(timeout=0.5)
+        if self._unpack_errors:
+            raise self._unpack_errors[0]
+        self._label_existing(plan)
+        for name in self.names:
+            images.put(
+                self.client,
+                ImageRecord(name=name, target=plan.root, labels=self.record_labels),
+            )
+
+    def _label_existing(self, plan: Plan) -> None:
+        """Blobs that were already present get the labels new ones got at commit."""
+        wanted: dict[str, dict[str, str]] = {}
+        descs = [plan.root, *(n.desc for n in plan.manifests)]
+        descs += [d for d, _ in plan.configs()] + plan.layers()
+        for desc in descs:
+            have = self._labels.get(desc.digest)
+            if have is None:
+                continue
+            update = {
+                k: v for k, v in self._doc_labels.get(desc.digest, {}).items() if have.get(k) != v
+            }
+            if self.source_label is not None:
+                key, repo = self.source_label
+                merged = merge_source(have.get(key), repo)
+                if merged != have.get(key) and len(key) + len(merged) <= MAX_LABEL:
+                    update[key] = merged
+            if update:
+                wanted[desc.digest] = update
+        _update_many(self.client, wanted)
+
+    def add_source(self, digests: Iterable[str], host: str, repo: str) -> None:
+        """After a push: remember that these blobs are now also in ``host/repo``."""
+        key = SOURCE_LABEL_PREFIX + _hostname(host)
+        have = self.info_labels(digests)
+        wanted = {}
+        for d, labels in have.items():
+            merged = merge_source(labels.get(key), repo)
+            if merged != labels.get(key) and len(key) + len(merged) <= MAX_LABEL:
+                wanted[d] = {key: merged}
+        _update_many(self.client, wanted)
+
+
+def _update_many(client: Client, wanted: Mapping[str, Mapping[str, str]]) -> None:
+    from google.protobuf import field_mask_pb2
+
+    from pyctl._api.services.content.v1 import content_pb2
+
+    futures: list[Any] = []
+    for digest, labels in wanted.items():
+        req = content_pb2.UpdateRequest(
+            info=content_pb2.Info(digest=digest, labels=dict(labels)),
+            update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]),
+        )
+        futures.append(client.future("content", "Update", req))
+    for fut in futures:
+        with contextlib.suppress(ContainerdNotFound):
+            client.result(fut)
+
+
+def _hostname(host: str) -> str:
+    """The distribution.source key drops the port (``myreg:5000`` → ``myreg``)."""
+    if host.startswith("["):
+        return host[1 : host.index("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host

@@ -1,0 +1,346 @@
+"""The copy engine: move an image's graph of content-addressed descriptors from a source store
+to a destination store.
+
+pull, push, import and export are all ``plan`` + ``copy`` with different stores:
+
+1. ``plan`` walks index → manifests (filtered by platform) → config + layers, reading the small
+   documents from the source once and verifying each against its descriptor.
+2. ``copy`` asks the destination which blobs it lacks, writes configs, then the layers
+   concurrently (bounded pool, earliest layers first, each one streamed and verified by the
+   destination), tells the destination as each layer lands (so containerd can unpack while
+   later layers are still moving), then the manifests and the index, children first, and
+   finally lets the destination ``commit`` (register the image, tag it).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pyctl.errors import PyctlError
+from pyctl.oci import (
+    Descriptor,
+    ImageConfig,
+    Index,
+    Manifest,
+    Platform,
+    is_index,
+    is_manifest,
+    normalize_platform,
+    platform_matches,
+    platform_rank,
+    sha256_digest,
+)
+
+
+class Progress(Protocol):
+    def start(self, desc: Descriptor, what: str) -> None: ...
+    def advance(self, desc: Descriptor, n: int) -> None: ...
+    def done(self, desc: Descriptor, status: str) -> None: ...
+    def note(self, text: str) -> None: ...
+
+
+class NoProgress:
+    def start(self, desc: Descriptor, what: str) -> None:
+        pass
+
+    def advance(self, desc: Descriptor, n: int) -> None:
+        pass
+
+    def done(self, desc: Descriptor, status: str) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
+
+class Source(Protocol):
+    def read(self, desc: Descriptor) -> bytes:
+        """A small document (index, manifest, config), whole and verified."""
+        ...
+
+    def open(self, desc: Descriptor, offset: int) -> Iterable[bytes]:
+        """The blob's bytes from ``offset`` on."""
+        ...
+
+
+@dataclass(frozen=True)
+class ManifestNode:
+    desc: Descriptor
+    data: bytes
+    manifest: Manifest
+    config_data: bytes
+    config: ImageConfig
+
+    @property
+    def platform(self) -> Platform:
+        if self.desc.platform is not None and self.desc.platform.os:
+            return self.desc.platform
+        return self.config.platform
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to copy: the root (index or manifest), its bytes, and the selected manifests."""
+
+    root: Descriptor
+    root_data: bytes
+    index: Index | None
+    manifests: tuple[ManifestNode, ...]
+    skipped: tuple[Descriptor, ...] = ()  # index entries left out by the platform filter
+
+    def layers(self) -> list[Descriptor]:
+        seen: dict[str, Descriptor] = {}
+        for node in self.manifests:
+            for layer in node.manifest.layers:
+                seen.setdefault(layer.digest, layer)
+        return list(seen.values())
+
+    def configs(self) -> list[tuple[Descriptor, bytes]]:
+        seen: dict[str, tuple[Descriptor, bytes]] = {}
+        for node in self.manifests:
+            seen.setdefault(node.manifest.config.digest, (node.manifest.config, node.config_data))
+        return list(seen.values())
+
+    def blob_size(self) -> int:
+        return sum(d.size for d in self.layers()) + sum(d.size for d, _ in self.configs())
+
+
+@dataclass(frozen=True)
+class PlatformFilter:
+    """Which manifests of an index to take: all, or the best match for each wanted platform."""
+
+    platforms: tuple[Platform, ...] = ()
+    all: bool = False
+
+    def select(self, entries: Sequence[Descriptor]) -> list[Descriptor]:
+        manifests = [e for e in entries if is_manifest(e.media_type)]
+        if self.all:
+            return manifests
+        chosen: dict[str, Descriptor] = {}
+        for want in self.platforms:
+            matching = [
+                e
+                for e in manifests
+                if e.platform is not None and platform_matches(want, e.platform)
+            ]
+            if not matching:
+                continue
+            best = min(matching, key=lambda e: platform_rank(want, e.platform or want))
+            chosen.setdefault(best.digest, best)
+        return list(chosen.values())
+
+    def describe(self) -> str:
+        if self.all:
+            return "all platforms"
+        return ", ".join(str(p) for p in self.platforms)
+
+
+def plan(
+    source: Source,
+    root: Descriptor,
+    platforms: PlatformFilter,
+    *,
+    require_all: bool = False,
+) -> Plan:
+    """Read the root and the selected manifests and configs from ``source``."""
+    data = source.read(root)
+    _verify(root, data)
+    if is_index(root.media_type):
+        index = Index.parse(data, root.media_type)
+        selected = platforms.select(index.manifests)
+        if not selected:
+            available = ", ".join(
+                str(e.platform) for e in index.manifests if e.platform is not None and e.platform.os
+            )
+            raise PyctlError(
+                f"no manifest for {platforms.describe()} in this image "
+                f"(it has: {available or 'no platform entries'}); use --platform or --all-platforms"
+            )
+        skipped = tuple(e for e in index.manifests if e not in selected)
+        nodes = tuple(_manifest_node(source, desc) for desc in selected)
+        if require_all and skipped:
+            raise PyctlError("image index lists manifests that were not selected")
+        return Plan(root, data, index, nodes, skipped)
+    if is_manifest(root.media_type):
+        node = _manifest_node(source, root, data)
+        if (
+            not platforms.all
+            and platforms.platforms
+            and not any(platform_matches(p, node.platform) for p in platforms.platforms)
+        ):
+            raise PyctlError(
+                f"image is for {node.platform}, not {platforms.describe()} "
+                "(use --platform to choose another one)"
+            )
+        return Plan(root, data, None, (node,))
+    raise PyctlError(f"unsupported media type {root.media_type or '(none)'} for {root.digest}")
+
+
+def _manifest_node(source: Source, desc: Descriptor, data: bytes | None = None) -> ManifestNode:
+    if data is None:
+        data = source.read(desc)
+        _verify(desc, data)
+    manifest = Manifest.parse(data, desc.media_type)
+    config_data = source.read(manifest.config)
+    _verify(manifest.config, config_data)
+    return ManifestNode(desc, data, manifest, config_data, ImageConfig.parse(config_data))
+
+
+def _verify(desc: Descriptor, data: bytes) -> None:
+    if len(data) != desc.size or sha256_digest(data) != desc.digest:
+        raise PyctlError(
+            f"content for {desc.digest} does not match its descriptor "
+            f"(got {len(data)} bytes with digest {sha256_digest(data)}, expected {desc.size} bytes)"
+        )
+
+
+class Destination(Protocol):
+    def prepare(self, plan: Plan) -> None:
+        """Called once before anything moves (e.g. to start unpack workers)."""
+        ...
+
+    def missing(self, descs: Sequence[Descriptor]) -> set[str]:
+        """Digests among ``descs`` the destination does not have yet."""
+        ...
+
+    def write_blob(self, desc: Descriptor, source: Source, progress: Progress) -> str:
+        """Copy one blob (layer or config) from the source; returns a status word."""
+        ...
+
+    def write_document(self, desc: Descriptor, data: bytes) -> None:
+        """Store a small document (config, manifest, index) given whole."""
+        ...
+
+    def blob_ready(self, desc: Descriptor) -> None:
+        """``desc`` is now in the destination (written or already there)."""
+        ...
+
+    def commit(self, plan: Plan) -> None:
+        """Everything is copied: register / tag."""
+        ...
+
+    def abort(self) -> None:
+        """The copy failed: stop background work."""
+        ...
+
+
+@dataclass
+class CopyStats:
+    written: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+
+
+def copy(
+    source: Source,
+    dest: Destination,
+    the_plan: Plan,
+    *,
+    concurrency: int = 3,
+    progress: Progress | None = None,
+    before_commit: Callable[[], None] | None = None,
+) -> CopyStats:
+    progress = progress or NoProgress()
+    stats = CopyStats()
+    layers = the_plan.layers()
+    configs = the_plan.configs()
+    documents = [(n.desc, n.data) for n in the_plan.manifests]
+    if the_plan.index is not None:
+        documents.append((the_plan.root, the_plan.root_data))
+    everything = [d for d, _ in configs] + layers + [d for d, _ in documents]
+    missing = dest.missing(everything)
+    try:
+        dest.prepare(the_plan)
+        for desc, data in configs:
+            if desc.digest in missing:
+                progress.start(desc, "config")
+                dest.write_document(desc, data)
+                stats.written.append(desc.digest)
+                progress.done(desc, "done")
+            dest.blob_ready(desc)
+        for desc in layers:
+            if desc.digest not in missing:
+                stats.existing.append(desc.digest)
+                progress.done(desc, "exists")
+                dest.blob_ready(desc)
+        todo = [d for d in layers if d.digest in missing]
+        _transfer(source, dest, todo, concurrency, progress, stats)
+        for desc, data in documents:
+            if desc.digest in missing:
+                dest.write_document(desc, data)
+            dest.blob_ready(desc)
+        if before_commit is not None:
+            before_commit()
+        dest.commit(the_plan)
+    except BaseException:
+        dest.abort()
+        raise
+    return stats
+
+
+def _transfer(
+    source: Source,
+    dest: Destination,
+    todo: Sequence[Descriptor],
+    concurrency: int,
+    progress: Progress,
+    stats: CopyStats,
+) -> None:
+    """Write ``todo`` with at most ``concurrency`` blobs in flight, earliest first."""
+    if not todo:
+        return
+    if concurrency <= 1 or len(todo) == 1:
+        for desc in todo:
+            _one(source, dest, desc, progress, stats)
+        return
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    lock = threading.Lock()
+    cancelled = threading.Event()
+
+    def work(desc: Descriptor) -> None:
+        if cancelled.is_set():
+            return
+        status = dest.write_blob(desc, source, progress)
+        with lock:
+            (stats.existing if status == "exists" else stats.written).append(desc.digest)
+        progress.done(desc, status)
+        dest.blob_ready(desc)
+
+    pool = ThreadPoolExecutor(max_workers=min(concurrency, len(todo)), thread_name_prefix="copy")
+    try:
+        futures = [pool.submit(work, d) for d in todo]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for fut in done:
+            exc = fut.exception()
+            if exc is not None:
+                cancelled.set()
+                for p in pending:
+                    p.cancel()
+                raise exc
+    except BaseException:
+        cancelled.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _one(
+    source: Source, dest: Destination, desc: Descriptor, progress: Progress, stats: CopyStats
+) -> None:
+    status = dest.write_blob(desc, source, progress)
+    (stats.existing if status == "exists" else stats.written).append(desc.digest)
+    progress.done(desc, status)
+    dest.blob_ready(desc)
+
+
+def default_filter(platforms: Sequence[str], all_platforms: bool) -> PlatformFilter:
+    from pyctl.oci import host_platform, parse_platform
+
+    if all_platforms:
+        return PlatformFilter(all=True)
+    if platforms:
+        return PlatformFilter(tuple(normalize_platform(parse_platform(p)) for p in platforms))
+    return PlatformFilter((host_platform(),))

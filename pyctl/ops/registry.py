@@ -1,0 +1,275 @@
+"""pull, push, login, logout and hosts: the registry commands, built on the copy engine."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pyctl.containerd import images
+from pyctl.containerd.client import Client, ContainerdNotFound
+from pyctl.containerd.store import SOURCE_LABEL_PREFIX, ContainerdStore, _hostname
+from pyctl.copy import PlatformFilter, Progress, copy, default_filter, plan
+from pyctl.errors import InvalidReferenceError, NotFoundError, PyctlError
+from pyctl.oci import Descriptor, Index, is_index
+from pyctl.reference import Reference, parse_docker_ref
+from pyctl.registry.auth import DOCKER_HUB_KEY, Credential, auth_key
+from pyctl.registry.connect import RegistryConfig
+from pyctl.registry.store import RegistryDestination, RegistrySource
+
+
+def _ref(text: str, verb: str) -> Reference:
+    try:
+        return parse_docker_ref(text)
+    except InvalidReferenceError as exc:
+        raise InvalidReferenceError(f"{verb} {text}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class PullResult:
+    reference: str
+    digest: str
+    written: int
+    existing: int
+    unpacked: tuple[str, ...]
+
+
+def pull(
+    client: Client,
+    rc: RegistryConfig,
+    ref_text: str,
+    *,
+    platforms: Sequence[str] = (),
+    all_platforms: bool = False,
+    unpack: str = "auto",
+    concurrency: int = 3,
+    progress: Progress | None = None,
+) -> PullResult:
+    ref = _ref(ref_text, "pull")
+    name = str(ref)
+    filt = default_filter(platforms, all_platforms)
+    registry = rc.registry(ref.domain, ref.path, pool=max(8, concurrency + 2))
+    try:
+        try:
+            desc, _host = registry.resolve(ref.digest or ref.tag or "latest")
+        except NotFoundError:
+            raise NotFoundError(f"pull {ref_text}: {name}: not found") from None
+        source = RegistrySource(registry)
+        with client.lease_context(keep_on_error=True):
+            the_plan = plan(source, desc, filt)
+            store = ContainerdStore(
+                client,
+                snapshotter=rc.settings.snapshotter,
+                unpack=unpack,
+                source_host=ref.domain,
+                source_repo=ref.path,
+                names=[name],
+            )
+            stats = copy(source, store, the_plan, concurrency=concurrency, progress=progress)
+    finally:
+        registry.close()
+    return PullResult(
+        reference=name,
+        digest=desc.digest,
+        written=len(stats.written),
+        existing=len(stats.existing),
+        unpacked=tuple(store.unpacked),
+    )
+
+
+@dataclass(frozen=True)
+class PushResult:
+    reference: str
+    tag: str
+    digest: str
+    size: int
+    uploaded: int
+    mounted: int
+    existing: int
+
+
+def _push_root(
+    store: ContainerdStore, target: Descriptor, filt: PlatformFilter | None, all_platforms: bool
+) -> tuple[Descriptor, PlatformFilter]:
+    """What to push: the whole index when its manifests are all here (or --all-platforms),
+    the single matching manifest with --platform."""
+    if not is_index(target.media_type):
+        return target, PlatformFilter(all=True)
+    index = Index.parse(store.read(target), target.media_type)
+    if filt is not None:
+        chosen = filt.select(index.manifests)
+        if not chosen:
+            raise PyctlError(f"the image has no manifest for {filt.describe()}")
+        if len(chosen) == 1:
+            return chosen[0], PlatformFilter(all=True)
+        raise PyctlError(
+            "push one platform with --platform, or the whole index with --all-platforms"
+        )
+    present = store.info_labels(m.digest for m in index.manifests)
+    absent = [m for m in index.manifests if m.digest not in present]
+    if absent and not all_platforms:
+        have = ", ".join(str(m.platform) for m in index.manifests if m.digest in present)
+        lack = ", ".join(str(m.platform) for m in absent)
+        raise PyctlError(
+            f"only some platforms of this image are here ({have}; missing {lack}): push one "
+            "with --platform, or pull it with --all-platforms first"
+        )
+    return target, PlatformFilter(all=True)
+
+
+def push(
+    client: Client,
+    rc: RegistryConfig,
+    ref_text: str,
+    *,
+    platforms: Sequence[str] = (),
+    all_platforms: bool = False,
+    concurrency: int = 3,
+    progress: Progress | None = None,
+) -> PushResult:
+    ref = _ref(ref_text, "push")
+    name = str(ref)
+    try:
+        record = images.get(client, name)
+    except ContainerdNotFound:
+        raise NotFoundError(
+            f'push {ref_text}: no such image "{name}" (tag an image with that name first)'
+        ) from None
+    store = ContainerdStore(client)
+    filt = default_filter(platforms, False) if platforms else None
+    root, root_filter = _push_root(store, record.target, filt, all_platforms)
+    the_plan = plan(store, root, root_filter)
+    blobs = [root, *(n.desc for n in the_plan.manifests)]
+    blobs += [d for d, _ in the_plan.configs()] + the_plan.layers()
+    labels = store.info_labels(d.digest for d in blobs)
+    missing = [d.digest for d in the_plan.layers() if d.digest not in labels]
+    if missing:
+        raise PyctlError(
+            f"push {ref_text}: layer {missing[0]} is not in containerd (pull the image again)"
+        )
+    key = SOURCE_LABEL_PREFIX + _hostname(ref.domain)
+    mount_from = {
+        d: [r for r in lab.get(key, "").split(",") if r and r != ref.path]
+        for d, lab in labels.items()
+    }
+    registry = rc.registry(ref.domain, ref.path, push=True, pool=max(8, concurrency + 2))
+    try:
+        dest = RegistryDestination(registry, ref.tag, mount_from=mount_from)
+        stats = copy(store, dest, the_plan, concurrency=concurrency, progress=progress)
+    finally:
+        registry.close()
+    store.add_source([d.digest for d in blobs], ref.domain, ref.path)
+    return PushResult(
+        reference=name,
+        tag=ref.tag or root.digest,
+        digest=root.digest,
+        size=root.size,
+        uploaded=len(dest.uploaded),
+        mounted=len(dest.mounted),
+        existing=len(stats.existing),
+    )
+
+
+# login / logout -----------------------------------------------------------------------------
+
+
+def registry_host(server: str | None) -> str:
+    """The registry host an operator means: ``docker.io`` by default; URL forms and
+    Docker Hub's aliases accepted."""
+    if not server:
+        return "docker.io"
+    key = auth_key(server)
+    if key == DOCKER_HUB_KEY:
+        return "docker.io"
+    return key
+
+
+def login(rc: RegistryConfig, server: str | None, username: str, password: str) -> str:
+    """Verify the credentials against the registry, then store them; returns where."""
+    host = registry_host(server)
+    if not username:
+        raise PyctlError("login: a username is required")
+    if not password:
+        raise PyctlError("login: a password is required")
+    cred = Credential(username=username, secret=password, source="login")
+    endpoints = rc.hosts(host)
+    target = next((h for h in reversed(endpoints) if not h.is_mirror), endpoints[-1])
+    from pyctl.registry.client import Registry
+
+    registry = Registry(
+        host,
+        "",
+        [target],
+        lambda _h: cred,
+        insecure=rc.settings.insecure_registry,
+        debug=rc.settings.debug,
+    )
+    try:
+        registry.ping(target)
+    except PyctlError as exc:
+        raise PyctlError(f"login {host}: {exc}") from None
+    finally:
+        registry.close()
+    return rc.docker.store(DOCKER_HUB_KEY if host == "docker.io" else host, cred)
+
+
+def logout(rc: RegistryConfig, server: str | None) -> tuple[str, bool]:
+    host = registry_host(server)
+    key = DOCKER_HUB_KEY if host == "docker.io" else host
+    return key, rc.docker.erase(key)
+
+
+# hosts --------------------------------------------------------------------------------------
+
+
+def host_of(arg: str) -> str:
+    """``hosts`` takes a registry host or an image reference."""
+    if "/" not in arg and ("." in arg or ":" in arg or arg == "localhost"):
+        return registry_host(arg)
+    return _ref(arg, "hosts").domain
+
+
+def explain_hosts(rc: RegistryConfig, arg: str) -> dict[str, Any]:
+    host = host_of(arg)
+    endpoints = rc.hosts(host)
+    cred_here = rc.credential(host)
+    out: list[dict[str, Any]] = []
+    for i, h in enumerate(endpoints, 1):
+        request_host = h.host
+        if h.is_mirror:
+            cred = rc.credential(request_host)
+        else:
+            cred = cred_here or (rc.credential(request_host) if request_host != host else None)
+        out.append(
+            {
+                "Order": i,
+                "Role": "mirror" if h.is_mirror else "registry",
+                "URL": f"{h.scheme}://{h.host}{h.path}",
+                "Scheme": h.scheme,
+                "Host": h.host,
+                "Path": h.path,
+                "Capabilities": sorted(h.capabilities),
+                "CA": list(h.ca),
+                "ClientCerts": [{"Cert": c, "Key": k} for c, k in h.client],
+                "SkipVerify": bool(h.skip_verify) or rc.settings.insecure_registry,
+                "HTTPFallback": h.http_fallback or rc.settings.insecure_registry,
+                "Headers": {k: list(v) for k, v in h.headers.items()},
+                "Namespace": host if h.needs_ns(host) else "",
+                "Credentials": _describe_cred(cred),
+                "Source": h.source,
+            }
+        )
+    return {
+        "Registry": host,
+        "HostsDirs": list(rc.dirs),
+        "ContainerdConfig": rc.cri.path or "",
+        "DockerConfig": rc.docker.path,
+        "Endpoints": out,
+    }
+
+
+def _describe_cred(cred: Credential | None) -> str:
+    if cred is None:
+        return "none (anonymous)"
+    who = "identity token" if cred.identity_token else f"user {cred.username}"
+    return f"{who} from {cred.source}" if cred.source else who

@@ -1,0 +1,1 @@
+"""Registry access: endpoint configuration (hosts.toml, certs.d, CRI) and the client."""

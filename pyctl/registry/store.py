@@ -1,0 +1,111 @@
+"""A registry repository as a store of the copy engine: the source of pull, the destination of
+push (HEAD → cross-repository mount → upload for blobs, then manifests children first, then
+the tag)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+from pyctl.copy import Plan, Progress, Source
+from pyctl.oci import Descriptor, is_index, is_manifest
+from pyctl.registry.client import Registry, RegistryError
+
+
+class RegistrySource:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def read(self, desc: Descriptor) -> bytes:
+        return self.registry.fetch_bytes(desc)
+
+    def open(self, desc: Descriptor, offset: int) -> Iterable[bytes]:
+        return self.registry.open_blob(desc, offset)
+
+
+class RegistryDestination:
+    """Push into ``registry``'s repository; ``tag`` names the root (None: by digest only).
+
+    ``mount_from`` maps a blob digest to repositories of the same registry that already hold
+    it (from containerd's ``distribution.source`` labels).
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        tag: str | None,
+        *,
+        mount_from: Mapping[str, Sequence[str]] | None = None,
+        concurrency: int = 3,
+    ) -> None:
+        self.registry = registry
+        self.host = registry.push_host()
+        self.tag = tag
+        self.mount_from = dict(mount_from or {})
+        self.concurrency = concurrency
+        self.uploaded: list[str] = []
+        self.mounted: list[str] = []
+        self._root_tagged = False
+        self.root: Descriptor | None = None
+
+    def prepare(self, plan: Plan) -> None:
+        self.root = plan.root
+
+    def missing(self, descs: Sequence[Descriptor]) -> set[str]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def absent(desc: Descriptor) -> bool:
+            if is_manifest(desc.media_type) or is_index(desc.media_type):
+                return not self.registry.manifest_exists(self.host, desc.digest, desc.digest)
+            return not self.registry.blob_exists(self.host, desc.digest)
+
+        unique = list({d.digest: d for d in descs}.values())
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(unique)))) as pool:
+            flags = list(pool.map(absent, unique))
+        return {d.digest for d, gone in zip(unique, flags, strict=True) if gone}
+
+    def write_blob(self, desc: Descriptor, source: Source, progress: Progress) -> str:
+        progress.start(desc, "layer")
+        for repo in self.mount_from.get(desc.digest, ()):
+            if repo == self.registry.repository:
+                continue
+            try:
+                if self.registry.mount_blob(self.host, desc.digest, repo):
+                    self.mounted.append(desc.digest)
+                    progress.advance(desc, desc.size)
+                    return "mounted"
+            except RegistryError:
+                continue
+
+        def chunks() -> Iterator[bytes]:
+            for chunk in source.open(desc, 0):
+                progress.advance(desc, len(chunk))
+                yield chunk
+
+        self.registry.upload_blob(self.host, desc, chunks)
+        self.uploaded.append(desc.digest)
+        return "pushed"
+
+    def write_document(self, desc: Descriptor, data: bytes) -> None:
+        if is_manifest(desc.media_type) or is_index(desc.media_type):
+            reference = desc.digest
+            if self.tag and self.root is not None and desc.digest == self.root.digest:
+                reference = self.tag
+                self._root_tagged = True
+            self.registry.put_manifest(self.host, reference, desc, data)
+            return
+        self.registry.upload_blob(self.host, desc, lambda: [data])
+        self.uploaded.append(desc.digest)
+
+    def blob_ready(self, desc: Descriptor) -> None:
+        pass
+
+    def commit(self, plan: Plan) -> None:
+        if (
+            self.tag
+            and not self._root_tagged
+            and not self.registry.manifest_exists(self.host, self.tag, plan.root.digest)
+        ):
+            self.registry.put_manifest(self.host, self.tag, plan.root, plan.root_data)
+
+    def abort(self) -> None:
+        pass
