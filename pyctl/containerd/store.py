@@ -170,17 +170,21 @@ class ContainerdStore:
                 ev = self._ready[digest] = threading.Event()
             return ev
 
-    def _unpack(self, node: ManifestNode) -> None:
-        def wait(i: int) -> None:
-            layer = node.manifest.layers[i]
-            ev = self._event(layer.digest)
-            while not ev.wait(0.5):
-                if self._abort.is_set():
-                    raise _Aborted
+    def _wait_ready(self, digest: str) -> None:
+        ev = self._event(digest)
+        while not ev.wait(0.5):
             if self._abort.is_set():
                 raise _Aborted
+        if self._abort.is_set():
+            raise _Aborted
+
+    def _unpack(self, node: ManifestNode) -> None:
+        def wait(i: int) -> None:
+            self._wait_ready(node.manifest.layers[i].digest)
 
         try:
+            # The config gets the gc.ref.snapshot label at the end: it must be written first.
+            self._wait_ready(node.manifest.config.digest)
             snapshots.unpack(
                 self.client, self.snapshotter, node.manifest, node.config, wait_for_layer=wait
             )

@@ -247,8 +247,7 @@ def _ssl_context(host: RegistryHost, insecure: bool) -> ssl.SSLContext:
 
 @dataclass
 class _AuthState:
-    challenge: Challenge | None = None  # bearer or basic, from the first 401
-    failed_once: bool = False
+    challenge: Challenge | None = None  # bearer or basic, from the latest 401
 
 
 class Registry:
@@ -281,6 +280,7 @@ class Registry:
         self._tokens: dict[tuple[str, tuple[str, ...]], tuple[str, float | None]] = {}
         self._plain_http: set[str] = set()  # hosts that fell back from https to http
         self._lock = threading.Lock()
+        self._token_lock = threading.Lock()
         self.extra_scopes: tuple[str, ...] = ()
 
     # plumbing ---------------------------------------------------------------------------------
@@ -370,14 +370,15 @@ class Registry:
     def _token(self, netloc: str, host: RegistryHost, ch: Challenge) -> str:
         scopes = merge_scopes(self._scopes(), ch.scope.split() if ch.scope else ())
         key = (ch.realm or "", scopes)
-        with self._lock:
-            cached = self._tokens.get(key)
-        if cached is not None and (cached[1] is None or cached[1] > time.time() + 5):
-            return cached[0]
-        token = self._fetch_token(netloc, host, ch, scopes)
-        with self._lock:
-            self._tokens[key] = (token.token, token.expires_at)
-        return token.token
+        with self._token_lock:  # one fetch per scope set, however many threads need it
+            with self._lock:
+                cached = self._tokens.get(key)
+            if cached is not None and (cached[1] is None or cached[1] > time.time() + 5):
+                return cached[0]
+            token = self._fetch_token(netloc, host, ch, scopes)
+            with self._lock:
+                self._tokens[key] = (token.token, token.expires_at)
+            return token.token
 
     def _fetch_token(
         self, netloc: str, host: RegistryHost, ch: Challenge, scopes: Sequence[str]
@@ -458,29 +459,26 @@ class Registry:
             )
         return RegistryError(f"token server: {err}", err.status, err.code)
 
-    def _handle_401(self, resp: requests.Response, netloc: str) -> bool:
-        """Set up auth for ``netloc`` from a 401; False if retrying cannot help."""
+    def _handle_401(self, resp: requests.Response, netloc: str, sent_auth: bool) -> bool:
+        """Set up auth for ``netloc`` from a 401; False if retrying cannot help.
+
+        A 401 to a request sent without credentials (possibly before another thread set up
+        auth for this host) just retries with the host's handler. A 401 to a request that
+        carried credentials drops the cached tokens of that realm once: the registry may now
+        want a different scope."""
         challenges = parse_www_authenticate(_header_values(resp, "WWW-Authenticate"))
-        state = self._auth.setdefault(netloc, _AuthState())
         usable = [c for c in challenges if c.scheme in ("bearer", "basic")]
-        if not usable:
-            return False
-        chosen = usable[0]
-        if chosen.scheme == "basic" and self._credential(netloc) is None:
-            return False
-        if state.challenge is not None:
-            # We already authenticated and still got 401: maybe the token lacks a scope the
-            # registry now asks for; try once more with the new challenge, then give up.
-            if state.failed_once:
-                return False
-            state.failed_once = True
-            if chosen.scheme == "bearer":
-                with self._lock:
-                    self._tokens = {
-                        k: v for k, v in self._tokens.items() if k[0] != (chosen.realm or "")
-                    }
-        state.challenge = chosen
-        return True
+        with self._lock:
+            state = self._auth.setdefault(netloc, _AuthState())
+            if not usable:
+                return not sent_auth and state.challenge is not None
+            chosen = usable[0]
+            if sent_auth and chosen.scheme == "bearer":
+                realm = chosen.realm or ""
+                self._tokens = {k: v for k, v in self._tokens.items() if k[0] != realm}
+            if state.challenge is None or sent_auth:
+                state.challenge = chosen
+        return not (chosen.scheme == "basic" and self._credential(netloc) is None)
 
     # requests ---------------------------------------------------------------------------------
 
@@ -518,7 +516,8 @@ class Registry:
             status = resp.status_code
             if status == 401 and auth_retries < 2:
                 netloc = urlsplit(resp.url).netloc
-                if self._handle_401(resp, netloc):
+                sent_auth = "Authorization" in resp.request.headers
+                if self._handle_401(resp, netloc, sent_auth):
                     auth_retries += 1
                     resp.close()
                     attempts -= 1
