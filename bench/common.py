@@ -1,0 +1,87 @@
+"""What every benchmark shares: a pip-installed pyctl, timing, medians, the result table."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def install_pyctl(target: Path) -> list[str]:
+    """Install this checkout as `pip install .` does (no editable finder) into ``target``;
+    returns the command that runs it the way the `pyctl` console script does. The caller
+    puts ``target`` on PYTHONPATH."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(ROOT),
+        ],
+        check=True,
+    )
+    return [sys.executable, "-c", "from pyctl.cli.main import main; main()"]
+
+
+def timed(cmd: Sequence[str], env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(list(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(cmd)} failed: {proc.stderr.decode().strip()}")
+    return elapsed
+
+
+def alternate(
+    runs: int,
+    steps: dict[str, Callable[[], float]],
+    *,
+    between: Callable[[], None] | None = None,
+    warmup: bool = True,
+) -> dict[str, float]:
+    """Run each step ``runs`` times, alternating; ``between`` runs after every step (cleanup).
+    Returns the median seconds per step."""
+    if warmup:
+        for step in steps.values():
+            step()
+            if between:
+                between()
+    samples: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(runs):
+        for key, step in steps.items():
+            samples[key].append(step())
+            if between:
+                between()
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> None:
+    """columns: (key, header, format spec)."""
+    widths = [max(len(h), *(len(format(r[k], f)) for r in rows)) for k, h, f in columns]
+    print("  ".join(h.ljust(w) for (_, h, _), w in zip(columns, widths, strict=True)))
+    for r in rows:
+        print(
+            "  ".join(
+                format(r[k], f).ljust(w) for (k, _, f), w in zip(columns, widths, strict=True)
+            )
+        )
+
+
+def save(name: str, rows: list[dict[str, Any]]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(rows, indent=2) + "\n")
+    return path
