@@ -27,6 +27,7 @@ from pyctl.errors import PyctlError
 from pyctl.oci import MAX_MANIFEST_SIZE, sha256_digest
 
 CHUNK = 1 << 20
+WINDOW = 4
 
 
 @dataclass(frozen=True)
@@ -169,22 +170,34 @@ def _write_once(
         if progress and offset:
             progress(offset)
         if offset < size:
+            # Keep up to WINDOW writes in flight instead of waiting for each answer: the
+            # network, this process and containerd's disk then work at the same time.
+            in_flight: list[int] = []  # offsets containerd must report, oldest first
+
+            def ack() -> None:
+                want = in_flight.pop(0)
+                resp = next(responses)
+                if resp.offset != want:
+                    raise ContainerdError(
+                        f"short write of {ref}: containerd at {resp.offset}, expected {want}"
+                    )
+
             for chunk in opener(offset):
                 for start in range(0, len(chunk), CHUNK):
-                    piece = chunk[start : start + CHUNK]
-                    resp = roundtrip(
+                    piece = chunk[start : start + CHUNK] if len(chunk) > CHUNK else chunk
+                    requests.send(
                         content_pb2.WriteContentRequest(
                             action=content_pb2.WRITE, offset=offset, data=piece
                         )
                     )
-                    if resp.offset != offset + len(piece):
-                        raise ContainerdError(
-                            f"short write of {ref}: containerd at {resp.offset}, "
-                            f"expected {offset + len(piece)}"
-                        )
-                    offset = int(resp.offset)
+                    offset += len(piece)
+                    in_flight.append(offset)
                     if progress:
                         progress(len(piece))
+                    if len(in_flight) >= WINDOW:
+                        ack()
+            while in_flight:
+                ack()
             if offset != size:
                 raise PyctlError(
                     f"blob {digest}: got {offset} bytes, expected {size} (source ended early)"
