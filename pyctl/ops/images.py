@@ -252,10 +252,16 @@ def tag(client: Client, source: str, target: str) -> None:
     records = images.list_records(client)
     src = require_records(records, source)[0]
     try:
-        dest = str(parse_docker_ref(target))
+        ref = parse_docker_ref(target)
     except InvalidReferenceError as exc:
         raise InvalidReferenceError(f"tag {target}: {exc}") from None
-    images.put(client, ImageRecord(name=dest, target=src.target, labels={}))
+    if ref.digest is not None:
+        # A NAME@DIGEST record must target that digest; docker refuses too.
+        raise InvalidReferenceError(
+            f"tag {target}: refusing to create a tag with a digest reference "
+            "(give REPOSITORY[:TAG])"
+        )
+    images.put(client, ImageRecord(name=str(ref), target=src.target, labels={}))
 
 
 def remove(

@@ -1,0 +1,586 @@
+"""`pyctl images`, `tag`, `rmi`, `image inspect`, `image prune`: what the user sees, checked
+against what ctr sees in the same containerd."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from integration import images
+from integration.conftest import BUSYBOX_NAME, ImageFactory, PyctlRunner
+from integration.helpers import (
+    assert_error,
+    assert_ok,
+    ctr_image_digests,
+    header_re,
+    json_lines,
+    parse_table,
+    run_all,
+    run_many,
+    short,
+    unique_id,
+    wait_until,
+)
+from integration.images import Archive
+from integration.testbed import Containerd
+
+IMAGE_HEADER = ("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "PLATFORM", "SIZE", "BLOB SIZE")
+HOST = str(images.HOST_PLATFORM)
+
+# --- a read-only namespace with several kinds of images ------------------------------------------
+
+PARTIAL = "example.test/partial:1"  # multi-platform index, only the host platform imported
+APP1 = "example.test/app:1"  # OCI, labels team=blue tier=web
+APP2 = "example.test/app:2"  # docker media types
+MULTI = "example.test/multi:1"  # multi-platform index, all platforms imported
+DANGLING_REPO = "example.test/dangling"  # repo@digest record: no tag
+
+# name -> (REPOSITORY, TAG) as shown
+SHOWN = {
+    PARTIAL: ("example.test/partial", "1"),
+    APP1: ("example.test/app", "1"),
+    APP2: ("example.test/app", "2"),
+    MULTI: ("example.test/multi", "1"),
+    BUSYBOX_NAME: ("busybox", "latest"),
+}
+
+
+@dataclass(frozen=True)
+class Listing:
+    ns: str
+    pyctl: PyctlRunner
+    digests: dict[str, str]  # name -> target digest, from ctr
+    order: list[str]  # names, oldest first
+    multi: Archive
+    app1: Archive
+    dangling: str
+
+    def run(self, *args: str) -> str:
+        return assert_ok(self.pyctl(*args, namespace=self.ns))
+
+    def names_of_rows(self, rows: list[dict[str, str]]) -> list[str]:
+        """Map (REPOSITORY, TAG) back to record names."""
+        back = {v: k for k, v in SHOWN.items()}
+        back[(DANGLING_REPO, "<none>")] = self.dangling
+        return [back[(r["REPOSITORY"], r["TAG"])] for r in rows]
+
+
+@pytest.fixture(scope="module")
+def listing(
+    containerd: Containerd,
+    module_namespace: str,
+    module_pyctl: PyctlRunner,
+    image_factory: ImageFactory,
+    busybox_image: Archive,
+) -> Listing:
+    ns = module_namespace
+    partial = image_factory(PARTIAL, multi_platform=True, variant_content="partial")
+    containerd.import_image(partial, namespace=ns, all_platforms=False)
+    app1 = image_factory(APP1, variant_content="app-1", labels={"team": "blue", "tier": "web"})
+    containerd.import_image(app1, namespace=ns)
+    app2 = image_factory(APP2, variant_content="app-2", media="docker")
+    containerd.import_image(app2, namespace=ns)
+    multi = image_factory(MULTI, multi_platform=True, variant_content="multi")
+    containerd.import_image(multi, namespace=ns)
+    containerd.import_image(busybox_image, namespace=ns)
+    dangling = f"{DANGLING_REPO}@{app2.digest}"
+    containerd.ctr("images", "tag", APP2, dangling, namespace=ns)
+    digests = ctr_image_digests(containerd, ns)
+    order = [PARTIAL, APP1, APP2, MULTI, BUSYBOX_NAME, dangling]
+    assert sorted(digests) == sorted(order)
+    return Listing(ns, module_pyctl, digests, order, multi, app1, dangling)
+
+
+def test_images_table(listing: Listing) -> None:
+    out = listing.run("images")
+    lines = out.splitlines()
+    assert re.match(header_re(*IMAGE_HEADER), lines[0]), lines[0]
+    table = parse_table(out)
+    assert table.header == list(IMAGE_HEADER)
+    # one row per name and locally present platform, newest first
+    names = listing.names_of_rows(table.rows)
+    assert names == [listing.dangling, BUSYBOX_NAME, MULTI, MULTI, MULTI, APP2, APP1, PARTIAL]
+    for name, row in zip(names, table.rows, strict=True):
+        # IMAGE ID: the first 12 hex digits of the target digest, as ctr shows it
+        assert row["IMAGE ID"] == short(listing.digests[name]), (name, row)
+        assert row["CREATED"].endswith(" ago"), row
+        assert re.fullmatch(r"\d+(\.\d+)?[kMG]?B", row["SIZE"]), row
+        assert re.fullmatch(r"\d+(\.\d+)?[kMG]?B", row["BLOB SIZE"]), row
+        assert row["BLOB SIZE"] != "0B"
+        if row["PLATFORM"] == HOST:
+            assert row["SIZE"] != "0B", f"{name} is unpacked for the host: {row}"
+        else:
+            assert row["SIZE"] == "0B", f"{name} is not unpacked for {row['PLATFORM']}: {row}"
+    single = [r for n, r in zip(names, table.rows, strict=True) if n != MULTI]
+    assert {r["PLATFORM"] for r in single} == {HOST}
+
+
+def test_images_multi_platform_rows(listing: Listing) -> None:
+    table = parse_table(listing.run("images", "example.test/multi"))
+    idx = listing.multi.image
+    assert isinstance(idx, images.IndexSpec)
+    assert [r["PLATFORM"] for r in table.rows] == [str(p) for p in idx.platforms]
+    assert {r["IMAGE ID"] for r in table.rows} == {short(idx.index_digest)}
+    assert listing.digests[MULTI] == idx.index_digest
+    # only the host platform is unpacked (ctr import unpacks the default platform)
+    sizes = {r["PLATFORM"]: r["SIZE"] for r in table.rows}
+    assert sizes[HOST] != "0B"
+    assert [s for p, s in sizes.items() if p != HOST] == ["0B", "0B"]
+
+
+def test_images_partial_index_lists_present_platform_only(listing: Listing) -> None:
+    table = parse_table(listing.run("images", PARTIAL))
+    assert [(r["REPOSITORY"], r["PLATFORM"]) for r in table.rows] == [
+        ("example.test/partial", HOST)
+    ]
+
+
+def test_images_quiet_unique_ids(listing: Listing) -> None:
+    out = listing.run("images", "-q")
+    ids = out.split()
+    assert len(ids) == len(set(ids)), out  # multi-platform and shared targets once
+    assert set(ids) == {short(d) for d in listing.digests.values()}
+    full = listing.run("images", "-q", "--no-trunc").split()
+    assert set(full) == set(listing.digests.values())
+    assert len(full) == len(set(full))
+
+
+def test_images_digests_column(listing: Listing) -> None:
+    out = listing.run("images", "--digests")
+    header = out.splitlines()[0]
+    assert re.match(header_re("REPOSITORY", "TAG", "DIGEST", *IMAGE_HEADER[2:]), header), header
+    table = parse_table(out)
+    for name, row in zip(listing.names_of_rows(table.rows), table.rows, strict=True):
+        assert row["DIGEST"] == listing.digests[name]
+        assert row["IMAGE ID"] == short(listing.digests[name])
+
+
+def test_images_no_trunc(listing: Listing) -> None:
+    table = parse_table(listing.run("images", "--no-trunc"))
+    for name, row in zip(listing.names_of_rows(table.rows), table.rows, strict=True):
+        assert row["IMAGE ID"] == listing.digests[name]
+
+
+def test_images_format_json(listing: Listing) -> None:
+    objs = json_lines(listing.run("images", "--format", "json"))
+    assert len(objs) == 8
+    keys = {"Repository", "Tag", "ID", "Digest", "CreatedAt", "CreatedSince", "Platform"}
+    keys |= {"Size", "BlobSize"}
+    for o in objs:
+        assert keys <= set(o), o
+    by_name = {(o["Repository"], o["Tag"]): o for o in objs}
+    bb = by_name[("busybox", "latest")]
+    assert bb["Digest"] == listing.digests[BUSYBOX_NAME]
+    assert bb["ID"] == short(listing.digests[BUSYBOX_NAME])
+    assert bb["Platform"] == HOST
+    # the same keys as {{json .}}
+    same = json_lines(listing.run("images", "--format", "{{json .}}"))
+    assert [list(o) for o in same] == [list(o) for o in objs]
+
+
+def test_images_go_templates(listing: Listing) -> None:
+    plain, platform, table, empty = (
+        assert_ok(p)
+        for p in run_all(
+            listing.pyctl,
+            [
+                ("images", "--format", "{{.Repository}}:{{.Tag}}", APP1),
+                ("images", "--format", "{{.ID}} {{json .Platform}}", "busybox"),
+                ("images", "--format", "table {{.Repository}}\\t{{.Tag}}", "example.test/app"),
+                ("images", "--format", "table {{.ID}}", "example.test/none"),
+            ],
+            namespace=listing.ns,
+        )
+    )
+    assert plain == "example.test/app:1\n"
+    assert platform == f'{short(listing.digests[BUSYBOX_NAME])} "{HOST}"\n'
+    lines = table.splitlines()
+    assert re.match(header_re("REPOSITORY", "TAG"), lines[0]), lines
+    assert [ln.split() for ln in lines[1:]] == [
+        ["example.test/app", "2"],
+        ["example.test/app", "1"],
+    ]
+    # a table with no rows still has its header
+    assert empty.splitlines() == ["IMAGE ID"]
+
+
+IMAGE_FILTER_CASES: list[tuple[list[str], list[str]]] = [
+    (["reference=example.test/app"], [APP2, APP1]),
+    (["reference=example.test/app:1"], [APP1]),
+    (["reference=*/app:*"], [APP2, APP1]),
+    (["dangling=true"], ["DANGLING"]),
+    (["dangling=false"], [BUSYBOX_NAME, MULTI, APP2, APP1, PARTIAL]),
+    (["before=" + MULTI], [APP2, APP1, PARTIAL]),
+    (["since=" + MULTI], ["DANGLING", BUSYBOX_NAME]),
+    (["since=example.test/app:1", "before=" + BUSYBOX_NAME], [MULTI, APP2]),
+    (["since=APP1_ID", "before=MULTI_ID"], [APP2]),  # image IDs work too
+    (["label=team=blue"], [APP1]),
+    (["label=team"], [APP1]),
+    (["label=team=blue", "label=tier=web"], [APP1]),
+    (["label=team=blue", "reference=example.test/app:2"], []),
+]
+
+
+def test_images_filters(listing: Listing) -> None:
+    ids = {"APP1_ID": short(listing.digests[APP1]), "MULTI_ID": short(listing.digests[MULTI])}
+
+    def args(filters: list[str]) -> list[str]:
+        out = ["images", "--format", "{{.Name}}"]
+        for f in filters:
+            key, _, value = f.partition("=")
+            out += ["-f", f"{key}={ids.get(value, value)}"]
+        return out
+
+    def check(expected: list[str], proc: subprocess.CompletedProcess[str]) -> None:
+        want = [listing.dangling if n == "DANGLING" else n for n in expected]
+        # multi-platform images have one row per platform: one name each
+        assert list(dict.fromkeys(assert_ok(proc).splitlines())) == want
+
+    run_many(
+        listing.pyctl,
+        [(expected, args(filters)) for filters, expected in IMAGE_FILTER_CASES],
+        check,
+        namespace=listing.ns,
+    )
+
+
+def test_images_repository_argument(listing: Listing) -> None:
+    cases = [
+        ("example.test/app", [APP2, APP1]),
+        ("example.test/app:2", [APP2]),
+        ("busybox", [BUSYBOX_NAME]),
+        ("docker.io/library/busybox:latest", [BUSYBOX_NAME]),
+        ("busybox:other", []),
+    ]
+
+    def check(expected: list[str], proc: subprocess.CompletedProcess[str]) -> None:
+        table = parse_table(assert_ok(proc))
+        assert table.header == list(IMAGE_HEADER)
+        assert listing.names_of_rows(table.rows) == expected
+
+    run_many(
+        listing.pyctl,
+        [
+            *((expected, ["images", arg]) for arg, expected in cases),
+            ([APP2, APP1], ["image", "ls", "example.test/app"]),
+        ],
+        check,
+        namespace=listing.ns,
+    )
+
+
+def test_images_docker_media_types(listing: Listing, containerd: Containerd) -> None:
+    rows = containerd.lines("images", "ls", namespace=listing.ns)
+    (ctr_row,) = [r for r in rows if r.split()[0] == APP2]
+    assert "application/vnd.docker.distribution.manifest.v2+json" in ctr_row
+    table = parse_table(listing.run("images", APP2))
+    (row,) = table.rows
+    assert (row["REPOSITORY"], row["TAG"]) == ("example.test/app", "2")
+    assert row["IMAGE ID"] == short(listing.digests[APP2])
+    assert row["PLATFORM"] == HOST and row["SIZE"] != "0B"
+
+
+def test_images_empty_namespace(pyctl: PyctlRunner, namespace: str) -> None:
+    table, quiet = run_all(pyctl, [("images",), ("images", "-q")], namespace=namespace)
+    assert re.fullmatch(header_re(*IMAGE_HEADER), assert_ok(table).rstrip("\n"))
+    assert assert_ok(quiet) == ""
+
+
+# --- image inspect ------------------------------------------------------------------------------
+
+
+def test_image_inspect(listing: Listing) -> None:
+    spec = listing.app1.image
+    assert isinstance(spec, images.ImageSpec)
+    for args in (("inspect", APP1), ("image", "inspect", APP1)):
+        (obj,) = json.loads(listing.run(*args))
+        assert obj["Id"] == listing.digests[APP1] == spec.manifest.digest
+        assert obj["RepoTags"] == ["example.test/app:1"]
+        assert obj["RootFS"] == {"Type": "layers", "Layers": list(spec.diff_ids)}
+        assert obj["Architecture"] == spec.platform.architecture
+        assert obj["Os"] == "linux"
+        assert obj["Created"] == images.CREATED
+        assert obj["Config"]["Labels"] == {"team": "blue", "tier": "web"}
+        assert obj["Config"]["Cmd"] == ["/bin/sh"]
+        assert obj["Size"] > 0
+
+
+def test_image_inspect_by_id_and_short_name(listing: Listing) -> None:
+    digest = listing.digests[BUSYBOX_NAME]
+    run_many(
+        listing.pyctl,
+        [
+            (q, ("image", "inspect", "--format", "{{.Id}}", q))
+            for q in ("busybox", short(digest), digest)
+        ],
+        lambda _q, proc: _expect(assert_ok(proc), digest + "\n"),
+        namespace=listing.ns,
+    )
+
+
+def _expect(got: str, want: str) -> None:
+    assert got == want
+
+
+def test_image_inspect_multi_platform_is_host(listing: Listing) -> None:
+    idx = listing.multi.image
+    assert isinstance(idx, images.IndexSpec)
+    (obj,) = json.loads(listing.run("image", "inspect", MULTI))
+    assert obj["Id"] == idx.index_digest
+    assert obj["Architecture"] == images.HOST_PLATFORM.architecture
+    assert obj["RootFS"]["Layers"] == list(idx.host.diff_ids)
+    assert sorted(obj["Platforms"]) == sorted(str(p) for p in idx.platforms)
+
+
+def test_image_inspect_formats(listing: Listing) -> None:
+    out = listing.run("inspect", "--format", "{{json .RepoTags}} {{.Os}}", APP1, BUSYBOX_NAME)
+    assert out.splitlines() == ['["example.test/app:1"] linux', '["busybox:latest"] linux']
+    (obj,) = json_lines(listing.run("inspect", "--format", "json", APP1))
+    assert obj["Id"] == listing.digests[APP1]
+
+
+def test_image_inspect_unknown(listing: Listing) -> None:
+    assert_error(listing.pyctl("image", "inspect", "nope", namespace=listing.ns), '"nope"')
+    assert_error(listing.pyctl("inspect", "nope:1", namespace=listing.ns), '"nope:1"')
+    # the found ones are printed, the missing one is an error
+    proc = listing.pyctl("inspect", "--format", "{{.Id}}", APP1, "nope", namespace=listing.ns)
+    assert_error(proc, "nope", stdout=listing.digests[APP1] + "\n")
+
+
+# --- tag --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bb(containerd: Containerd, namespace: str, busybox_image: Archive) -> str:
+    """busybox imported into the test's namespace; returns its target digest."""
+    containerd.import_image(busybox_image, namespace=namespace)
+    return ctr_image_digests(containerd, namespace)[BUSYBOX_NAME]
+
+
+def test_tag_normalizes_names(
+    pyctl: PyctlRunner, containerd: Containerd, namespace: str, bb: str
+) -> None:
+    assert (
+        assert_ok(pyctl("tag", "busybox", "myreg.local:5000/team/bb:v1", namespace=namespace)) == ""
+    )
+    assert assert_ok(pyctl("tag", "busybox", "foo", namespace=namespace)) == ""
+    assert assert_ok(pyctl("image", "tag", BUSYBOX_NAME, "bar:1", namespace=namespace)) == ""
+    assert assert_ok(pyctl("tag", short(bb), "example.test/by-id", namespace=namespace)) == ""
+    digests = ctr_image_digests(containerd, namespace)
+    assert digests == {
+        BUSYBOX_NAME: bb,
+        "myreg.local:5000/team/bb:v1": bb,
+        "docker.io/library/foo:latest": bb,
+        "docker.io/library/bar:1": bb,
+        "example.test/by-id:latest": bb,
+    }
+    # and pyctl lists them under their familiar names
+    out = assert_ok(
+        pyctl("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}", namespace=namespace)
+    )
+    assert sorted(out.splitlines()) == sorted(
+        f"{n} {short(bb)}"
+        for n in (
+            "busybox:latest",
+            "myreg.local:5000/team/bb:v1",
+            "foo:latest",
+            "bar:1",
+            "example.test/by-id:latest",
+        )
+    )
+
+
+def test_tag_moves_existing_name(
+    pyctl: PyctlRunner,
+    containerd: Containerd,
+    namespace: str,
+    bb: str,
+    image_factory: ImageFactory,
+) -> None:
+    other = image_factory("example.test/other:1", variant_content="tag-move")
+    containerd.import_image(other, namespace=namespace)
+    assert assert_ok(pyctl("tag", "busybox", "example.test/other:1", namespace=namespace)) == ""
+    assert ctr_image_digests(containerd, namespace)["example.test/other:1"] == bb
+
+
+def test_tag_errors(pyctl: PyctlRunner, containerd: Containerd, namespace: str, bb: str) -> None:
+    before = ctr_image_digests(containerd, namespace)
+    assert_error(pyctl("tag", "nope", "foo", namespace=namespace), '"nope"')
+    assert_error(pyctl("tag", "busybox", "Bad:Tag:x", namespace=namespace), "Bad:Tag:x")
+    assert_error(pyctl("tag", "busybox", "foo@sha256:12", namespace=namespace), "foo@sha256:12")
+    # a NAME@DIGEST record would claim a digest it does not have
+    other = "sha256:" + "ab" * 32
+    assert_error(pyctl("tag", "busybox", f"foo@{other}", namespace=namespace), "digest")
+    assert ctr_image_digests(containerd, namespace) == before
+
+
+# --- rmi --------------------------------------------------------------------------------------
+
+
+def _content(containerd: Containerd, namespace: str) -> set[str]:
+    return {ln.split()[0] for ln in containerd.lines("content", "ls", namespace=namespace)[1:]}
+
+
+def test_rmi_by_name(pyctl: PyctlRunner, containerd: Containerd, namespace: str, bb: str) -> None:
+    containerd.ctr("images", "tag", BUSYBOX_NAME, "example.test/keep:1", namespace=namespace)
+    out = assert_ok(pyctl("rmi", "busybox", namespace=namespace))
+    assert out == f"Untagged: {BUSYBOX_NAME}\n"
+    assert containerd.images(namespace) == ["example.test/keep:1"]
+    assert bb in _content(containerd, namespace)  # still referenced by the other name
+    out = assert_ok(pyctl("image", "rm", "example.test/keep:1", namespace=namespace))
+    assert out == "Untagged: example.test/keep:1\n"
+    assert containerd.images(namespace) == []
+    # containerd collected the content synchronously
+    assert bb not in _content(containerd, namespace)
+
+
+def test_rmi_by_id(
+    pyctl: PyctlRunner, containerd: Containerd, namespace: str, image_factory: ImageFactory
+) -> None:
+    """Short IDs (>= 4 hex digits), full digests and bare hex digests, in one call."""
+    names = [f"example.test/rmi-id-{i}:1" for i in range(4)]
+    digests = []
+    for i, name in enumerate(names):
+        arc = image_factory(name, variant_content=f"rmi-by-id-{i}")
+        containerd.import_image(arc, namespace=namespace)
+        digests.append(arc.digest)
+    assert sorted(ctr_image_digests(containerd, namespace).values()) == sorted(digests)
+    queries = [digests[0][7:11], short(digests[1]), digests[2], digests[3][7:]]
+    out = assert_ok(pyctl("rmi", *queries, namespace=namespace))
+    assert out.splitlines() == [f"Untagged: {n}" for n in names]
+    assert containerd.images(namespace) == []
+
+
+def test_rmi_several(
+    pyctl: PyctlRunner, containerd: Containerd, namespace: str, bb: str, image_factory: ImageFactory
+) -> None:
+    other = image_factory("example.test/rmi-several:1", variant_content="rmi-several")
+    containerd.import_image(other, namespace=namespace)
+    out = assert_ok(pyctl("rmi", "busybox", "example.test/rmi-several:1", namespace=namespace))
+    assert out.splitlines() == [
+        f"Untagged: {BUSYBOX_NAME}",
+        "Untagged: example.test/rmi-several:1",
+    ]
+    assert containerd.images(namespace) == []
+
+
+def test_rmi_id_of_image_with_several_names(
+    pyctl: PyctlRunner, containerd: Containerd, namespace: str, bb: str
+) -> None:
+    """By ID, every name of the image goes (README: "all names of that image are removed")."""
+    containerd.ctr("images", "tag", BUSYBOX_NAME, "example.test/second:1", namespace=namespace)
+    out = assert_ok(pyctl("rmi", short(bb), namespace=namespace))
+    assert sorted(out.splitlines()) == sorted(
+        [f"Untagged: {BUSYBOX_NAME}", "Untagged: example.test/second:1"]
+    )
+    assert containerd.images(namespace) == []
+    assert bb not in _content(containerd, namespace)
+
+
+def test_rmi_unknown(pyctl: PyctlRunner, containerd: Containerd, namespace: str, bb: str) -> None:
+    assert_error(pyctl("rmi", "nope", namespace=namespace), '"nope"')
+    assert_error(pyctl("image", "rm", "example.test/nope:1", namespace=namespace), "nope")
+    # too short to be an ID: taken as a name
+    assert_error(pyctl("rmi", bb[7:10], namespace=namespace), bb[7:10])
+    assert containerd.images(namespace) == [BUSYBOX_NAME]
+    # the known one is removed, the unknown one reported, exit 1
+    proc = pyctl("rmi", "busybox", "nope", namespace=namespace)
+    assert_error(proc, '"nope"', stdout=f"Untagged: {BUSYBOX_NAME}\n")
+    assert containerd.images(namespace) == []
+
+
+def test_rmi_refuses_image_in_use(
+    pyctl: PyctlRunner, containerd: Containerd, namespace: str, bb: str
+) -> None:
+    cid = unique_id("rmi-user")
+    containerd.ctr("containers", "create", BUSYBOX_NAME, cid, "sleep", "10", namespace=namespace)
+    containerd.ctr("images", "tag", BUSYBOX_NAME, "example.test/alias:1", namespace=namespace)
+    msg = assert_error(pyctl("rmi", "busybox", namespace=namespace), cid[:12], "-f")
+    assert "busybox" in msg
+    assert_error(pyctl("rmi", short(bb), namespace=namespace), cid[:12])
+    assert sorted(containerd.images(namespace)) == [
+        "docker.io/library/busybox:latest",
+        "example.test/alias:1",
+    ]
+    # another name of the same image is not in use: untagging it is fine
+    out = assert_ok(pyctl("rmi", "example.test/alias:1", namespace=namespace))
+    assert out == "Untagged: example.test/alias:1\n"
+    out = assert_ok(pyctl("rmi", "-f", "busybox", namespace=namespace))
+    assert out == f"Untagged: {BUSYBOX_NAME}\n"
+    assert containerd.images(namespace) == []
+    assert containerd.lines("containers", "ls", "-q", namespace=namespace) == [cid]
+
+
+# --- image prune --------------------------------------------------------------------------------
+
+
+def test_image_prune(
+    pyctl: PyctlRunner,
+    containerd: Containerd,
+    namespace: str,
+    bb: str,
+    image_factory: ImageFactory,
+) -> None:
+    unused = image_factory("example.test/unused:1", variant_content="prune")
+    containerd.import_image(unused, namespace=namespace)
+    dangling = f"example.test/dangling@{unused.digest}"
+    containerd.ctr("images", "tag", "example.test/unused:1", dangling, namespace=namespace)
+    cid = unique_id("prune-user")
+    containerd.ctr("containers", "create", BUSYBOX_NAME, cid, "true", namespace=namespace)
+
+    # no terminal to confirm on: refuses without -f
+    assert_error(pyctl("image", "prune", namespace=namespace), "-f")
+    assert len(containerd.images(namespace)) == 3
+
+    out = assert_ok(pyctl("image", "prune", "-f", namespace=namespace))
+    assert f"untagged: {dangling}" in out.lower().splitlines()
+    assert sorted(containerd.images(namespace)) == [BUSYBOX_NAME, "example.test/unused:1"]
+
+    out = assert_ok(pyctl("image", "prune", "-a", "-f", namespace=namespace))
+    assert "untagged: example.test/unused:1" in out.lower().splitlines()
+    assert BUSYBOX_NAME not in out  # used by a container
+    assert containerd.images(namespace) == [BUSYBOX_NAME]
+
+
+# --- k8s.io: the CRI plugin's extra records ------------------------------------------------------
+
+
+@pytest.fixture
+def k8s_ns(containerd: Containerd) -> Iterator[str]:
+    assert containerd.images("k8s.io") == [], "k8s.io must start empty"
+    yield "k8s.io"
+    containerd.clean_namespace("k8s.io", delete=False)
+
+
+def test_k8s_io_folds_cri_records(
+    pyctl: PyctlRunner, containerd: Containerd, k8s_ns: str, busybox_image: Archive
+) -> None:
+    spec = busybox_image.image
+    assert isinstance(spec, images.ImageSpec)
+    containerd.import_image(busybox_image, namespace=k8s_ns)
+    config_name = spec.config.digest
+    wait_until(
+        "CRI plugin adds the sha256:<config> record",
+        lambda: config_name in containerd.images(k8s_ns),
+    )
+    digests = ctr_image_digests(containerd, k8s_ns)
+    assert digests == {BUSYBOX_NAME: spec.manifest.digest, config_name: spec.manifest.digest}
+
+    table = parse_table(assert_ok(pyctl("-n", k8s_ns, "images")))
+    assert [(r["REPOSITORY"], r["TAG"], r["IMAGE ID"]) for r in table.rows] == [
+        ("busybox", "latest", short(spec.manifest.digest))
+    ]
+    table = parse_table(assert_ok(pyctl("-n", k8s_ns, "images", "-a")))
+    assert sorted((r["REPOSITORY"], r["TAG"]) for r in table.rows) == [
+        ("<none>", "<none>"),
+        ("busybox", "latest"),
+    ]
+    assert {r["IMAGE ID"] for r in table.rows} == {short(spec.manifest.digest)}
+    names = assert_ok(pyctl("-n", k8s_ns, "images", "-a", "--format", "{{.Name}}"))
+    assert sorted(names.splitlines()) == sorted([BUSYBOX_NAME, config_name])
+    assert assert_ok(pyctl("-n", k8s_ns, "images", "-q")) == short(spec.manifest.digest) + "\n"
