@@ -472,9 +472,11 @@ def test_rmi_several(
 def test_rmi_id_of_image_with_several_names(
     pyctl: PyctlRunner, containerd: Containerd, namespace: str, bb: str
 ) -> None:
-    """By ID, every name of the image goes (README: "all names of that image are removed")."""
+    """By ID, an image with several names is refused (like docker) unless -f removes them all."""
     containerd.ctr("images", "tag", BUSYBOX_NAME, "example.test/second:1", namespace=namespace)
-    out = assert_ok(pyctl("rmi", short(bb), namespace=namespace))
+    assert_error(pyctl("rmi", short(bb), namespace=namespace), "referenced by 2 names")
+    assert sorted(containerd.images(namespace)) == sorted([BUSYBOX_NAME, "example.test/second:1"])
+    out = assert_ok(pyctl("rmi", "-f", short(bb), namespace=namespace))
     assert sorted(out.splitlines()) == sorted(
         [f"Untagged: {BUSYBOX_NAME}", "Untagged: example.test/second:1"]
     )
@@ -541,9 +543,14 @@ def test_image_prune(
     assert f"untagged: {dangling}" in out.lower().splitlines()
     assert sorted(containerd.images(namespace)) == [BUSYBOX_NAME, "example.test/unused:1"]
 
+    assert out.splitlines()[-1].startswith("Total reclaimed space: ")
+
     out = assert_ok(pyctl("image", "prune", "-a", "-f", namespace=namespace))
     assert "untagged: example.test/unused:1" in out.lower().splitlines()
     assert BUSYBOX_NAME not in out  # used by a container
+    # the unused image's own layer and config were garbage-collected
+    last = out.splitlines()[-1]
+    assert last.startswith("Total reclaimed space: ") and last != "Total reclaimed space: 0B"
     assert containerd.images(namespace) == [BUSYBOX_NAME]
 
 

@@ -255,3 +255,14 @@ def test_dynamic_completion_without_containerd(pyctl: PyctlRunner, tmp_path: Pat
         [],
     ]
     assert _complete_all(pyctl, [("pyctl -n Bad/ns rmi ", None)]) == [[]]
+
+
+@pytest.mark.parametrize("args", [[], ["image"], ["namespace"], ["container"]])
+def test_group_without_command_prints_help(args: list[str]) -> None:
+    """`pyctl` / `pyctl image` alone print the help and exit 0, as docker does."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyctl", *args], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0
+    assert proc.stderr == ""
+    assert proc.stdout.startswith("Usage: pyctl")

@@ -268,12 +268,15 @@ def image_prune(app: App, all_unused: bool, force: bool) -> None:
         click.confirm(
             f"WARNING! This will remove {what}.\nAre you sure you want to continue?", abort=True
         )
-    removed = prune(app.client(), all_unused=all_unused)
+    from pyctl.render import human_size
+
+    removed, reclaimed = prune(app.client(), all_unused=all_unused)
     if removed:
         click.echo("Deleted Images:")
         for name in removed:
             click.echo(f"untagged: {name}")
-    click.echo(f"Total images removed: {len(removed)}")
+        click.echo()
+    click.echo(f"Total reclaimed space: {human_size(reclaimed)}")
 
 
 @click.group("image", cls=PyctlGroup)

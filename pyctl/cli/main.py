@@ -189,6 +189,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, click.exceptions.Abort):
         print("pyctl: interrupted", file=sys.stderr)
         return 130
+    except click.exceptions.NoArgsIsHelpError as exc:
+        # `pyctl`, `pyctl image`: show the help, as docker does.
+        if exc.ctx is not None:
+            sys.stdout.write(exc.ctx.get_help() + "\n")
+        return 0
     except click.UsageError as exc:
         return _report(_usage_message(exc), 2)
     except click.ClickException as exc:

@@ -288,6 +288,13 @@ def remove(
                 "(remove the container first, or use -f)"
             )
             continue
+        if len(found) > 1 and not force:
+            names = ", ".join(r.name for r in found)
+            errors.append(
+                f"cannot remove {query}: the image is referenced by {len(found)} names "
+                f"({names}): remove them by name, or use -f to remove them all"
+            )
+            continue
         for r in found:
             if r.name not in plan:
                 plan.append(r.name)
@@ -303,9 +310,12 @@ def remove(
     return removed, errors
 
 
-def prune(client: Client, *, all_unused: bool) -> list[str]:
+def prune(client: Client, *, all_unused: bool) -> tuple[list[str], int]:
     """Remove dangling images (no tag), or with ``all_unused`` every image no container uses.
-    Images the CRI plugin pins (sandbox images) are kept."""
+    Images the CRI plugin pins (sandbox images) are kept. Returns the removed names and the
+    bytes of content the garbage collector freed."""
+    from pyctl.containerd import content
+
     records = images.list_records(client)
     used = {c.image for c in containers.list_containers(client)}
     used_targets = {r.target.digest for r in records if r.name in used}
@@ -317,8 +327,12 @@ def prune(client: Client, *, all_unused: bool) -> list[str]:
             continue
         if all_unused or repo_tag(r.name)[1] == "<none>":
             victims.append(r.name)
-    removed, _errors = remove(client, victims, force=False)
-    return removed
+    if not victims:
+        return [], 0
+    before = sum(i.size for i in content.list_infos(client))
+    removed, _errors = remove(client, victims, force=True)
+    after = sum(i.size for i in content.list_infos(client))
+    return removed, max(before - after, 0)
 
 
 # inspect ----------------------------------------------------------------------------------------
