@@ -10,7 +10,7 @@ import click
 
 from pyctl.cli.complete import complete_images, complete_registries
 from pyctl.cli.main import App
-from pyctl.errors import PyctlError
+from pyctl.errors import PyctlError, UsageError
 
 
 def _registry_config(app: App) -> Any:
@@ -141,16 +141,18 @@ def login_cmd(
     """Log in to a registry (default: Docker Hub) and store the credentials."""
     from pyctl.ops.registry import login, registry_host
 
-    if password and password_stdin:
-        raise PyctlError("login: --password and --password-stdin are mutually exclusive")
+    if password is not None and password_stdin:
+        raise UsageError("login: --password and --password-stdin are mutually exclusive")
     if password:
         click.echo(
             "WARNING! Using --password via the CLI is insecure. Use --password-stdin.", err=True
         )
     if password_stdin:
         if not username:
-            raise PyctlError("login: --password-stdin needs --username")
+            raise UsageError("login: --password-stdin needs --username")
         password = sys.stdin.read().rstrip("\r\n")
+        if not password:
+            raise PyctlError("login: no password on stdin (--password-stdin)")
     rc = _registry_config(app)
     host = registry_host(server)
     if not username or not password:

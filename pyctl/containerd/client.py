@@ -276,10 +276,19 @@ class Client:
         self.lease = lease_id
         try:
             yield lease_id
-        finally:
+        except BaseException:
             self.lease = None
-            with contextlib.suppress(PyctlError):
-                self.call("leases", "Delete", leases_pb2.DeleteRequest(id=lease_id, sync=False))
+            if not keep_on_error:
+                self._drop_lease(lease_id)
+            raise
+        self.lease = None
+        self._drop_lease(lease_id)
+
+    def _drop_lease(self, lease_id: str) -> None:
+        from pyctl._api.services.leases.v1 import leases_pb2
+
+        with contextlib.suppress(PyctlError):
+            self.call("leases", "Delete", leases_pb2.DeleteRequest(id=lease_id, sync=False))
 
 
 def retry_unavailable(fn: Callable[[], T], *, deadline: float = 60.0) -> T:

@@ -8,6 +8,7 @@ ingest ref and is retried with backoff.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,8 +27,8 @@ from pyctl.containerd.client import (
 from pyctl.errors import PyctlError
 from pyctl.oci import MAX_MANIFEST_SIZE, sha256_digest
 
-CHUNK = 1 << 20
-WINDOW = 4
+CHUNK = 4 << 20
+WINDOW = 3
 
 
 @dataclass(frozen=True)
@@ -135,11 +136,33 @@ def write_blob(
     """Write one blob through containerd's Write stream. Returns False if it already existed.
 
     Resumes an earlier ingest of the same ``ref`` from containerd's offset; containerd verifies
-    size and digest at commit.
+    size and digest at commit. Content that fails that check is not left behind: the ingest is
+    aborted (else the next attempt would resume from it, find it complete and fail again), and
+    when the bad bytes may have come from an earlier, interrupted attempt (we resumed), the blob
+    is written once more from the start.
     """
-    return retry_unavailable(
-        lambda: _write_once(client, ref, digest, size, opener, labels or {}, progress)
-    )
+    for attempt in (1, 2):
+        try:
+            return retry_unavailable(
+                lambda: _write_once(client, ref, digest, size, opener, labels or {}, progress)
+            )
+        except _BadContent as bad:
+            with contextlib.suppress(PyctlError):
+                abort(client, ref)
+            if bad.resumed and attempt == 1:
+                continue
+            raise PyctlError(
+                f"blob {digest}: content does not match its digest (corrupted download?)"
+            ) from None
+    raise AssertionError("unreachable")
+
+
+class _BadContent(Exception):
+    """containerd refused the commit: the bytes written do not have the expected digest."""
+
+    def __init__(self, resumed: bool) -> None:
+        super().__init__("unexpected commit digest")
+        self.resumed = resumed
 
 
 def _write_once(
@@ -158,6 +181,7 @@ def _write_once(
         requests.send(msg)
         return next(responses)
 
+    resumed = False
     try:
         status = roundtrip(
             content_pb2.WriteContentRequest(
@@ -167,6 +191,7 @@ def _write_once(
         offset = int(status.offset)
         if offset > size:
             offset = 0  # stale, oversize ingest: restart it (offset 0 truncates)
+        resumed = offset > 0
         if progress and offset:
             progress(offset)
         if offset < size:
@@ -225,9 +250,7 @@ def _write_once(
         if translated.__class__ is ContainerdError and "unexpected commit digest" in str(
             translated
         ):
-            raise PyctlError(
-                f"blob {digest}: content does not match its digest (corrupted download?)"
-            ) from None
+            raise _BadContent(resumed) from None
         raise translated from None
     finally:
         requests.close()

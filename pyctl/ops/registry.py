@@ -8,7 +8,12 @@ from typing import Any
 
 from pyctl.containerd import images
 from pyctl.containerd.client import Client, ContainerdNotFound
-from pyctl.containerd.store import SOURCE_LABEL_PREFIX, ContainerdStore, _hostname
+from pyctl.containerd.store import (
+    SOURCE_LABEL_PREFIX,
+    ContainerdStore,
+    LocalFirstSource,
+    _hostname,
+)
 from pyctl.copy import PlatformFilter, Progress, copy, default_filter, plan
 from pyctl.errors import InvalidReferenceError, NotFoundError, PyctlError
 from pyctl.oci import Descriptor, Index, is_index
@@ -53,8 +58,9 @@ def pull(
         try:
             desc, _host = registry.resolve(ref.digest or ref.tag or "latest")
         except NotFoundError:
-            raise NotFoundError(f"pull {ref_text}: {name}: not found") from None
-        source = RegistrySource(registry)
+            shown = f"{name}: " if name != ref_text else ""  # say what it was normalized to
+            raise NotFoundError(f"pull {ref_text}: {shown}not found") from None
+        source = LocalFirstSource(client, RegistrySource(registry))
         with client.lease_context(keep_on_error=True):
             the_plan = plan(source, desc, filt)
             store = ContainerdStore(
@@ -207,6 +213,11 @@ def login(rc: RegistryConfig, server: str | None, username: str, password: str) 
     try:
         registry.ping(target)
     except PyctlError as exc:
+        if getattr(exc, "status", 0) == 401:
+            # The registry (or its token server) refused these credentials.
+            raise PyctlError(
+                f"login {host}: unauthorized: incorrect username or password"
+            ) from None
         raise PyctlError(f"login {host}: {exc}") from None
     finally:
         registry.close()

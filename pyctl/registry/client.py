@@ -16,6 +16,7 @@ import ssl
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -49,7 +50,8 @@ MANIFEST_ACCEPT = ", ".join(
     ]
 )
 USER_AGENT = "pyctl/0.1"
-CHUNK = 1 << 20
+CHUNK = 4 << 20
+READ_PIECE = 64 << 10  # socket reads while streaming a blob (see _iter_body)
 MAX_ATTEMPTS = 5
 MAX_REDIRECTS = 10
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -290,6 +292,10 @@ class Registry:
         with self._lock:
             session = self._sessions.get(key)
             if session is None:
+                if self.insecure or host.skip_verify:
+                    # Chosen by the operator (skip_verify / --insecure-registry); `hosts`
+                    # shows it. urllib3 would warn on stderr for every request otherwise.
+                    warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
                 session = requests.Session()
                 session.trust_env = False  # no proxies or netrc credentials from the environment
                 session.verify = not (self.insecure or bool(host.skip_verify))
@@ -354,7 +360,11 @@ class Registry:
             cred = self._credential(netloc)
             if cred is None or cred.identity_token:
                 return None
-            if url.startswith("http://") and not (self.insecure or host.scheme == "http"):
+            # Plain HTTP only where the operator allowed it: --insecure-registry, an
+            # http:// host entry, or the HTTPS-then-HTTP fallback (http:// entries with TLS
+            # settings, and loopback registries, which docker treats as insecure too).
+            plain_ok = self.insecure or host.scheme == "http" or host.http_fallback
+            if url.startswith("http://") and not plain_ok:
                 raise RegistryError(
                     f"refusing to send credentials to {netloc} over plain HTTP "
                     "(use --insecure-registry, or an http:// host in its hosts.toml)"
@@ -697,15 +707,9 @@ class Registry:
         last: RegistryError | None = None
         for host in self._hosts_for("pull"):
             url = self.url(host, kind, desc.digest)
-            try:
-                resp = self.request(
-                    "GET", host, url, headers={"Accept": f"{desc.media_type}, */*"}, stream=True
-                )
-                if resp.status_code >= 400:
-                    raise decode_error(resp)
-                data = _read_capped(resp, limit, desc.digest)
-            except RegistryError as exc:
-                last = exc
+            data = self._fetch_small(host, url, desc, limit)
+            if isinstance(data, RegistryError):
+                last = data
                 continue
             if sha256_digest(data) != desc.digest or len(data) != desc.size:
                 last = RegistryError(
@@ -716,6 +720,32 @@ class Registry:
             return data
         assert last is not None
         raise last
+
+    def _fetch_small(
+        self, host: RegistryHost, url: str, desc: Descriptor, limit: int
+    ) -> bytes | RegistryError:
+        """GET a small document from one host; a connection dropped while the body arrives is
+        retried (``request`` retries only up to the response headers). Errors are returned."""
+        failures = 0
+        while True:
+            try:
+                resp = self.request(
+                    "GET", host, url, headers={"Accept": f"{desc.media_type}, */*"}, stream=True
+                )
+            except RegistryError as exc:
+                return exc
+            if resp.status_code >= 400:
+                return decode_error(resp)
+            try:
+                return _read_capped(resp, limit, desc.digest)
+            except TransportError as exc:
+                failures += 1
+                if failures >= MAX_ATTEMPTS:
+                    return exc
+                self._log(f"retrying {desc.digest} after: {exc}")
+                time.sleep(_backoff(failures))
+            except RegistryError as exc:
+                return exc
 
     def open_blob(self, desc: Descriptor, offset: int = 0) -> Iterator[bytes]:
         """Stream a blob from ``offset``; a dropped connection is resumed with ``Range``."""
@@ -761,7 +791,7 @@ class Registry:
                     elif not content_range:
                         skip = position  # range ignored: discard what we already have
             try:
-                for chunk in resp.iter_content(CHUNK):
+                for chunk in _iter_body(resp):
                     if skip:
                         if len(chunk) <= skip:
                             skip -= len(chunk)
@@ -978,6 +1008,30 @@ def _header_values(resp: requests.Response, name: str) -> list[str]:
             return list(values)
     value = resp.headers.get(name)
     return [value] if value else []
+
+
+def _iter_body(resp: requests.Response) -> Iterator[bytes]:
+    """A streamed body in pieces of up to ``CHUNK`` bytes, read from the socket in smaller
+    ones: when the connection drops, what arrived before is still handed out (then the error
+    is raised), so a resume with ``Range`` loses at most one small read, not a whole chunk
+    (urllib3 discards a partly filled read when the connection breaks)."""
+    encoding = (resp.headers.get("Content-Encoding") or "identity").strip().lower()
+    if encoding != "identity":
+        yield from resp.iter_content(CHUNK)  # urllib3 decodes it
+        return
+    buf = bytearray()
+    try:
+        for piece in resp.raw.stream(READ_PIECE, decode_content=False):
+            buf += piece
+            if len(buf) >= CHUNK:
+                yield bytes(buf)
+                buf.clear()
+    except _TRANSPORT_ERRORS:
+        if buf:
+            yield bytes(buf)
+        raise
+    if buf:
+        yield bytes(buf)
 
 
 def _read_capped(resp: requests.Response, limit: int, what: str) -> bytes:

@@ -63,18 +63,24 @@ class RegistryDestination:
             flags = list(pool.map(absent, unique))
         return {d.digest for d, gone in zip(unique, flags, strict=True) if gone}
 
-    def write_blob(self, desc: Descriptor, source: Source, progress: Progress) -> str:
-        progress.start(desc, "layer")
+    def _mount(self, desc: Descriptor) -> bool:
+        """Cross-repository mount from a repository the blob is known to be in."""
         for repo in self.mount_from.get(desc.digest, ()):
             if repo == self.registry.repository:
                 continue
             try:
                 if self.registry.mount_blob(self.host, desc.digest, repo):
                     self.mounted.append(desc.digest)
-                    progress.advance(desc, desc.size)
-                    return "mounted"
+                    return True
             except RegistryError:
                 continue
+        return False
+
+    def write_blob(self, desc: Descriptor, source: Source, progress: Progress) -> str:
+        progress.start(desc, "layer")
+        if self._mount(desc):
+            progress.advance(desc, desc.size)
+            return "mounted"
 
         def chunks() -> Iterator[bytes]:
             for chunk in source.open(desc, 0):
@@ -92,6 +98,8 @@ class RegistryDestination:
                 reference = self.tag
                 self._root_tagged = True
             self.registry.put_manifest(self.host, reference, desc, data)
+            return
+        if self._mount(desc):  # a config: mounted like the layers when it can be
             return
         self.registry.upload_blob(self.host, desc, lambda: [data])
         self.uploaded.append(desc.digest)

@@ -1,0 +1,210 @@
+"""Helpers for the pull/push integration tests: seeding registries with skopeo, reading what
+containerd holds (content labels, snapshots, records) and what a registry serves."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from integration.helpers import ERROR_PREFIX
+from integration.testbed import Containerd, skopeo
+
+SOURCE_LABEL = "containerd.io/distribution.source.127.0.0.1"
+SNAPSHOT_LABEL_PREFIX = "containerd.io/gc.ref.snapshot."
+UNCOMPRESSED = "containerd.io/uncompressed"
+
+
+class Skopeo:
+    """skopeo with a private HOME and auth file, so host credentials never leak in."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.env = dict(os.environ)
+        home, run = tmp / "sk-home", tmp / "sk-run"
+        home.mkdir(parents=True, exist_ok=True)
+        run.mkdir(parents=True, exist_ok=True)
+        self.env.update(
+            HOME=str(home), XDG_RUNTIME_DIR=str(run), REGISTRY_AUTH_FILE=str(tmp / "sk-auth.json")
+        )
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return skopeo(*args, check=check, env=self.env, timeout=120)
+
+    def seed(
+        self,
+        archive: Path,
+        dest: str,
+        *,
+        all_platforms: bool = False,
+        creds: str | None = None,
+        cert_dir: Path | None = None,
+    ) -> None:
+        """Copy an OCI archive to ``docker://dest``."""
+        args = ["copy"]
+        if all_platforms:
+            args.append("--all")
+        if creds:
+            args += ["--dest-creds", creds]
+        if cert_dir is not None:
+            args += ["--dest-cert-dir", str(cert_dir)]
+        else:
+            args.append("--dest-tls-verify=false")
+        self(*args, f"oci-archive:{archive}", f"docker://{dest}")
+
+    def raw(self, ref: str, *, creds: str | None = None, cert_dir: Path | None = None) -> bytes:
+        """``skopeo inspect --raw``: the manifest bytes the registry serves for ``ref``."""
+        args = ["inspect", "--raw"]
+        if creds:
+            args += ["--creds", creds]
+        if cert_dir is not None:
+            args += ["--cert-dir", str(cert_dir)]
+        else:
+            args.append("--tls-verify=false")
+        return self(*args, f"docker://{ref}").stdout.encode()
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def chain_id(diff_ids: Sequence[str]) -> str:
+    """identity.ChainID of a layer stack."""
+    chain = diff_ids[0]
+    for d in diff_ids[1:]:
+        chain = sha256(f"{chain} {d}".encode())
+    return chain
+
+
+def chain_ids(diff_ids: Sequence[str]) -> list[str]:
+    """The chain ID of every prefix of a layer stack (the snapshots an unpack commits)."""
+    return [chain_id(diff_ids[: i + 1]) for i in range(len(diff_ids))]
+
+
+# --- what a pyctl run printed ---------------------------------------------------------------------
+
+
+def assert_success(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    """Exit 0, no error line, no traceback; returns stdout lines (progress is on stderr)."""
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\n--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert ERROR_PREFIX not in proc.stderr, proc.stderr
+    return proc.stdout.splitlines()
+
+
+_PROGRESS_LINE = re.compile(r"^[0-9a-f]{12}: \S.*$")
+
+
+def assert_failure(proc: subprocess.CompletedProcess[str], *fragments: str, code: int = 1) -> str:
+    """Exit ``code``, nothing on stdout, and on stderr exactly one ``pyctl: error: …`` line,
+    the last one, holding every fragment; anything before it is progress (one line per blob
+    that finished before the failure). Returns the message."""
+    assert proc.returncode == code, (
+        f"exit {proc.returncode} (wanted {code})\n--- stdout ---\n{proc.stdout}\n"
+        f"--- stderr ---\n{proc.stderr}"
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout == "", proc.stdout
+    lines = proc.stderr.splitlines()
+    assert lines and lines[-1].startswith(ERROR_PREFIX), proc.stderr
+    for line in lines[:-1]:
+        assert _PROGRESS_LINE.match(line), f"unexpected stderr line {line!r}\n{proc.stderr}"
+    for fragment in fragments:
+        assert fragment in lines[-1], f"{fragment!r} not in {lines[-1]!r}"
+    return lines[-1][len(ERROR_PREFIX) :]
+
+
+# --- what containerd holds -----------------------------------------------------------------------
+
+_LABEL_SPLIT = re.compile(r",(?=containerd\.io/|io\.cri-containerd\.)")
+
+
+def _labels(text: str) -> dict[str, str]:
+    if text in ("", "-"):
+        return {}
+    out = {}
+    for item in _LABEL_SPLIT.split(text):
+        k, _, v = item.partition("=")
+        out[k] = v
+    return out
+
+
+def content_labels(containerd: Containerd, namespace: str) -> dict[str, dict[str, str]]:
+    """``ctr content ls``: digest -> labels."""
+    out: dict[str, dict[str, str]] = {}
+    for line in containerd.ctr("content", "ls", namespace=namespace).stdout.splitlines()[1:]:
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        out[fields[0]] = _labels(fields[-1].strip() if len(fields) > 3 else "")
+    return out
+
+
+@dataclass(frozen=True)
+class CtrImage:
+    name: str
+    media_type: str
+    digest: str
+    platforms: str
+    labels: dict[str, str]
+
+
+def ctr_images(containerd: Containerd, namespace: str) -> dict[str, CtrImage]:
+    """``ctr images ls``: name -> record."""
+    out: dict[str, CtrImage] = {}
+    for line in containerd.ctr("images", "ls", namespace=namespace).stdout.splitlines()[1:]:
+        f = line.split()
+        if not f:
+            continue
+        # REF TYPE DIGEST SIZE(2 fields) PLATFORMS LABELS
+        out[f[0]] = CtrImage(f[0], f[1], f[2], f[5], _labels(f[6]))
+    return out
+
+
+def snapshot_keys(containerd: Containerd, namespace: str) -> list[str]:
+    lines = containerd.ctr("snapshots", "ls", namespace=namespace).stdout.splitlines()[1:]
+    return [ln.split()[0] for ln in lines if ln.strip()]
+
+
+def snapshot_info(containerd: Containerd, namespace: str, key: str) -> dict[str, object]:
+    info: dict[str, object] = json.loads(
+        containerd.ctr("snapshots", "info", key, namespace=namespace).stdout
+    )
+    return info
+
+
+def leases(containerd: Containerd, namespace: str) -> list[str]:
+    return containerd.lines("leases", "ls", "-q", namespace=namespace)
+
+
+# --- client configuration ----------------------------------------------------------------------
+
+
+def docker_config(directory: Path, auths: Mapping[str, tuple[str, str]]) -> Path:
+    """A DOCKER_CONFIG directory whose config.json has base64 ``auth`` for each host."""
+    directory.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "auths": {
+            host: {"auth": base64.b64encode(f"{u}:{p}".encode()).decode()}
+            for host, (u, p) in auths.items()
+        }
+    }
+    (directory / "config.json").write_text(json.dumps(doc))
+    (directory / "config.json").chmod(0o600)
+    return directory
+
+
+def hosts_dir(directory: Path, hosts: Mapping[str, Path]) -> Path:
+    """A containerd hosts directory: ``DIR/<host>/hosts.toml`` with ``ca = "<path>"``."""
+    for host, ca in hosts.items():
+        d = directory / host
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "hosts.toml").write_text(f'server = "https://{host}"\nca = "{ca}"\n')
+    return directory
