@@ -135,6 +135,11 @@ def decode_error(resp: requests.Response) -> RegistryError:
         code = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND", 429: "TOOMANYREQUESTS"}.get(
             status, ""
         )
+    hint = getattr(resp, "_pyctl_hint", "")
+    if status == 401 and hint == "denied":
+        text, code = "denied: requested access to the resource is denied", "DENIED"
+    elif status == 401 and hint:
+        text = f"{text} ({hint})"
     cls = RegistryNotFound if status == 404 else RegistryError
     return cls(text, status, code)
 
@@ -483,6 +488,8 @@ class Registry:
             if not usable:
                 return not sent_auth and state.challenge is not None
             chosen = usable[0]
+            if sent_auth and chosen.scheme == "basic":
+                return False  # the password was refused: sending it again will not help
             if sent_auth and chosen.scheme == "bearer":
                 realm = chosen.realm or ""
                 self._tokens = {k: v for k, v in self._tokens.items() if k[0] != realm}
@@ -517,21 +524,22 @@ class Registry:
                     url = _with_scheme(url, "http")
                     attempts -= 1
                     continue
-                if retry and attempts < MAX_ATTEMPTS:
+                if retry and attempts < MAX_ATTEMPTS and self._may_retry(host, exc):
                     delay = _backoff(attempts)
                     self._log(f"retrying {method} {url} in {delay:.2f}s after: {exc}")
                     time.sleep(delay)
                     continue
                 raise TransportError(describe_transport_error(exc, url)) from None
             status = resp.status_code
-            if status == 401 and auth_retries < 2:
+            if status == 401:
                 netloc = urlsplit(resp.url).netloc
                 sent_auth = "Authorization" in resp.request.headers
-                if self._handle_401(resp, netloc, sent_auth):
+                if auth_retries < 2 and self._handle_401(resp, netloc, sent_auth):
                     auth_retries += 1
                     resp.close()
                     attempts -= 1
                     continue
+                resp._pyctl_hint = self._unauthorized_hint(resp, netloc, sent_auth)  # type: ignore[attr-defined]
             if (
                 retry
                 and status in RETRY_STATUSES
@@ -544,6 +552,29 @@ class Registry:
                 time.sleep(delay)
                 continue
             return resp
+
+    def _unauthorized_hint(self, resp: requests.Response, netloc: str, sent_auth: bool) -> str:
+        """What to tell the operator about a final 401."""
+        if self._credential(netloc) is None:
+            return f"no credentials for {self.ref_host}: run pyctl login {self.ref_host}"
+        challenges = parse_www_authenticate(_header_values(resp, "WWW-Authenticate"))
+        if any(c.error == "insufficient_scope" for c in challenges):
+            return "denied"
+        return f"the credentials for {self.ref_host} were refused: run pyctl login {self.ref_host}"
+
+    def _may_retry(self, host: RegistryHost, exc: BaseException) -> bool:
+        """Transport errors are retried only on the last endpoint (or the push endpoint):
+        a failing mirror falls through to the next one at once, as in containerd. TLS and
+        name-resolution failures are never retried: they do not go away in a second."""
+        if isinstance(exc, requests.exceptions.SSLError) and not isinstance(exc, requests.Timeout):
+            return False
+        low = str(exc).lower()
+        if "failed to resolve" in low or "name or service not known" in low:
+            return False
+        if "certificate" in low or "wrong version number" in low:
+            return False
+        last = self.hosts[-1] if self.hosts else host
+        return host == last or (self.push and host.has("push"))
 
     def _fallback_to_http(self, host: RegistryHost, url: str, exc: BaseException) -> bool:
         if not url.startswith("https://"):
