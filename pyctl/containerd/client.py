@@ -241,9 +241,22 @@ class Client:
         except grpc.RpcError as err:
             raise translate(err, self.address, what) from None
 
-    def bidi(self, service: str, method: str, requests: Iterator[Any]) -> Iterator[Any]:
-        """A bidirectional stream (content Write); the caller translates errors."""
-        fn = getattr(self.stub(service), method)
+    def bidi_raw(
+        self,
+        path: str,
+        serializer: Callable[[Any], bytes],
+        deserializer: Callable[[bytes], Any],
+        requests: Iterator[Any],
+    ) -> Iterator[Any]:
+        """A bidirectional stream with its own request serializer (content Write sends
+        pre-framed bytes); the caller translates errors."""
+        key = "raw:" + path
+        fn = self._stubs.get(key)
+        if fn is None:
+            fn = self.channel.stream_stream(
+                path, request_serializer=serializer, response_deserializer=deserializer
+            )
+            self._stubs[key] = fn
         responses: Iterator[Any] = fn(requests, metadata=self.metadata())
         return responses
 

@@ -50,8 +50,8 @@ MANIFEST_ACCEPT = ", ".join(
     ]
 )
 USER_AGENT = "pyctl/0.1"
-CHUNK = 4 << 20
-READ_PIECE = 64 << 10  # socket reads while streaming a blob (see _iter_body)
+CHUNK = 1 << 20
+READ_PIECE = 256 << 10  # socket reads while streaming a blob (see _iter_body)
 MAX_ATTEMPTS = 5
 MAX_REDIRECTS = 10
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -1042,27 +1042,15 @@ def _header_values(resp: requests.Response, name: str) -> list[str]:
 
 
 def _iter_body(resp: requests.Response) -> Iterator[bytes]:
-    """A streamed body in pieces of up to ``CHUNK`` bytes, read from the socket in smaller
-    ones: when the connection drops, what arrived before is still handed out (then the error
-    is raised), so a resume with ``Range`` loses at most one small read, not a whole chunk
-    (urllib3 discards a partly filled read when the connection breaks)."""
+    """A streamed body in socket-sized pieces (``READ_PIECE``), each handed out as soon as it
+    arrives: when the connection drops, a resume with ``Range`` loses at most one piece
+    (urllib3 discards a partly filled read when the connection breaks). The destination
+    gathers pieces into larger writes itself."""
     encoding = (resp.headers.get("Content-Encoding") or "identity").strip().lower()
     if encoding != "identity":
-        yield from resp.iter_content(CHUNK)  # urllib3 decodes it
+        yield from resp.iter_content(READ_PIECE)  # urllib3 decodes it
         return
-    buf = bytearray()
-    try:
-        for piece in resp.raw.stream(READ_PIECE, decode_content=False):
-            buf += piece
-            if len(buf) >= CHUNK:
-                yield bytes(buf)
-                buf.clear()
-    except _TRANSPORT_ERRORS:
-        if buf:
-            yield bytes(buf)
-        raise
-    if buf:
-        yield bytes(buf)
+    yield from resp.raw.stream(READ_PIECE, decode_content=False)
 
 
 def _read_capped(resp: requests.Response, limit: int, what: str) -> bytes:
