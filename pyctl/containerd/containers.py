@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
+
 from pyctl._api.services.containers.v1 import containers_pb2
 from pyctl._api.services.tasks.v1 import tasks_pb2
 from pyctl.containerd.client import Client, ContainerdError
@@ -76,14 +78,16 @@ def _container(msg: Any) -> Container:
 
 
 def list_containers(client: Client, filters: Iterable[str] = ()) -> list[Container]:
+    """All containers in one unary List (one message, no per-container stream handoff); a
+    namespace whose list exceeds the message limit is read with ListStream instead."""
     req = containers_pb2.ListContainersRequest(filters=list(filters))
     try:
-        return [_container(r.container) for r in client.stream("containers", "ListStream", req)]
+        resp = client.call("containers", "List", req)
+        return [_container(c) for c in resp.containers]
     except ContainerdError as err:
-        if "unimplemented" not in str(err).lower() and "unknown method" not in str(err).lower():
+        if err.code != grpc.StatusCode.RESOURCE_EXHAUSTED:
             raise
-    resp = client.call("containers", "List", req)
-    return [_container(c) for c in resp.containers]
+    return [_container(r.container) for r in client.stream("containers", "ListStream", req)]
 
 
 def list_tasks(client: Client) -> dict[str, Task]:
