@@ -5,6 +5,9 @@ The CLI prints ``pyctl: error: <message>`` and exits with ``exit_code``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class PyctlError(Exception):
     """A failure with a message written for the operator."""
@@ -51,3 +54,16 @@ class FormatError(PyctlError):
 
 class InvalidArgumentError(PyctlError):
     """A flag, argument or environment value pyctl cannot use (exit 1, like docker)."""
+
+
+@contextlib.contextmanager
+def prefixed(prefix: str) -> Iterator[None]:
+    """Put ``prefix: `` (e.g. ``pull REF``) in front of a PyctlError raised inside, unless the
+    message starts with it already."""
+    try:
+        yield
+    except PyctlError as exc:
+        if not exc.message.startswith(prefix):
+            exc.message = f"{prefix}: {exc.message}"
+            exc.args = (exc.message,)
+        raise

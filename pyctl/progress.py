@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from pyctl.oci import Descriptor
 from pyctl.render import human_size
@@ -25,7 +25,18 @@ def short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
 
 
-class PlainProgress:
+class _Closing:
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PlainProgress(_Closing):
     """One line per finished blob (for logs and pipes)."""
 
     def __init__(self, stream: IO[str] | None = None, verb: str = "Download complete") -> None:
@@ -52,9 +63,6 @@ class PlainProgress:
         with self._lock:
             print(text, file=self.stream, flush=True)
 
-    def close(self) -> None:
-        pass
-
 
 class QuietProgress(PlainProgress):
     def done(self, desc: Descriptor, status: str) -> None:
@@ -64,7 +72,7 @@ class QuietProgress(PlainProgress):
         pass
 
 
-class BarProgress:
+class BarProgress(_Closing):
     """Per-blob progress bars (rich), for terminals."""
 
     def __init__(self, verb: str = "Downloading") -> None:

@@ -10,7 +10,7 @@ import click
 
 from pyctl.cli.complete import complete_images, complete_registries
 from pyctl.cli.main import App
-from pyctl.errors import PyctlError, UsageError
+from pyctl.errors import PyctlError, UsageError, prefixed
 
 
 def _registry_config(app: App) -> Any:
@@ -66,8 +66,10 @@ def pull_cmd(
     from pyctl.progress import make_progress
 
     rc = _registry_config(app)
-    progress = make_progress(quiet, "Downloading", "Download complete")
-    try:
+    with (
+        make_progress(quiet, "Downloading", "Download complete") as progress,
+        prefixed(f"pull {reference}"),
+    ):
         result = pull(
             app.client(),
             rc,
@@ -78,15 +80,6 @@ def pull_cmd(
             concurrency=max_concurrent_downloads,
             progress=progress,
         )
-    except PyctlError as exc:
-        progress.close()
-        if not str(exc).startswith("pull "):
-            raise PyctlError(f"pull {reference}: {exc}") from None
-        raise
-    except BaseException:
-        progress.close()
-        raise
-    progress.close()
     if not quiet:
         progress.note(f"Digest: {result.digest}")
         status = "Image is up to date" if result.written == 0 else "Downloaded newer image"
@@ -107,8 +100,7 @@ def push_cmd(
     from pyctl.progress import make_progress
 
     rc = _registry_config(app)
-    progress = make_progress(quiet, "Pushing", "Pushed")
-    try:
+    with make_progress(quiet, "Pushing", "Pushed") as progress, prefixed(f"push {reference}"):
         result = push(
             app.client(),
             rc,
@@ -117,15 +109,6 @@ def push_cmd(
             all_platforms=all_platforms,
             progress=progress,
         )
-    except PyctlError as exc:
-        progress.close()
-        if not str(exc).startswith("push "):
-            raise PyctlError(f"push {reference}: {exc}") from None
-        raise
-    except BaseException:
-        progress.close()
-        raise
-    progress.close()
     click.echo(f"{result.tag}: digest: {result.digest} size: {result.size}")
 
 
