@@ -39,7 +39,9 @@ MAX_MANIFEST_SIZE = 4 * 1048 * 1048
 ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 
-_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+_DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}")
+# containerd's int64 sizes
+MAX_SIZE = (1 << 63) - 1
 
 
 def is_index(media_type: str) -> bool:
@@ -66,9 +68,28 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def digest_problem(digest: object) -> str | None:
+    """Why ``digest`` is not a digest pyctl can verify (None when it is one): ``sha256:`` and
+    64 lowercase hex digits (pyctl verifies sha256 only, as its references do). Digests end up
+    in URLs and ingest refs, so anything else is refused before it is used."""
+    if not isinstance(digest, str):
+        return "the digest is not a string"
+    if _DIGEST_RE.fullmatch(digest):
+        return None
+    algorithm, sep, _ = digest.partition(":")
+    if sep and algorithm in ("sha384", "sha512"):
+        return f'unsupported digest algorithm in "{_shown(digest)}" (pyctl verifies sha256 only)'
+    return f'invalid digest "{_shown(digest)}" (want sha256: and 64 lowercase hex digits)'
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def check_digest(digest: str) -> str:
-    if not _DIGEST_RE.match(digest):
-        raise PyctlError(f'invalid digest "{digest}": expected sha256: and 64 lowercase hex digits')
+    problem = digest_problem(digest)
+    if problem:
+        raise PyctlError(problem)
     return digest
 
 
@@ -95,11 +116,11 @@ class Platform:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Platform:
-        return cls(
-            os=str(data.get("os", "")),
-            architecture=str(data.get("architecture", "")),
-            variant=str(data.get("variant", "") or ""),
-        )
+        def text(key: str) -> str:
+            value = data.get(key)
+            return value if isinstance(value, str) else ""
+
+        return cls(os=text("os"), architecture=text("architecture"), variant=text("variant"))
 
 
 _ARCH_ALIASES = {
@@ -198,25 +219,39 @@ class Descriptor:
 
     @classmethod
     def from_json(cls, data: Any, where: str = "descriptor") -> Descriptor:
+        """A descriptor from its JSON object, checked the way Go's typed unmarshalling and
+        containerd would check it: strings where strings belong, an integer size that fits
+        int64, a digest containerd can verify."""
         if not isinstance(data, dict):
             raise PyctlError(f"invalid {where}: not a JSON object")
-        try:
-            media_type = str(data.get("mediaType", ""))
-            digest = str(data["digest"])
-            size = int(data["size"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PyctlError(f"invalid {where}: missing or bad field {exc}") from None
-        if size < 0:
-            raise PyctlError(f"invalid {where}: negative size")
-        annotations = data.get("annotations") or {}
+        media_type = data.get("mediaType", "")
+        if not isinstance(media_type, str):
+            raise PyctlError(f"invalid {where}: mediaType is not a string")
+        if "digest" not in data or "size" not in data:
+            missing = "digest" if "digest" not in data else "size"
+            raise PyctlError(f"invalid {where}: no {missing}")
+        digest = data["digest"]
+        problem = digest_problem(digest)
+        if problem:
+            raise PyctlError(f"invalid {where}: {problem}")
+        size = data["size"]
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise PyctlError(f"invalid {where}: size is not an integer")
+        if not 0 <= size <= MAX_SIZE:
+            raise PyctlError(f"invalid {where}: size {size} is out of range")
         plat = data.get("platform")
+        if plat is not None and not isinstance(plat, dict):
+            raise PyctlError(f"invalid {where}: platform is not an object")
+        urls = data.get("urls") or []
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise PyctlError(f"invalid {where}: urls is not a list of strings")
         return cls(
             media_type=media_type,
             digest=digest,
             size=size,
-            annotations={str(k): str(v) for k, v in dict(annotations).items()},
-            platform=Platform.from_json(plat) if isinstance(plat, dict) else None,
-            urls=tuple(str(u) for u in data.get("urls") or ()),
+            annotations=string_map(data.get("annotations"), f"{where} annotations"),
+            platform=Platform.from_json(plat) if plat is not None else None,
+            urls=tuple(urls),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -234,6 +269,15 @@ class Descriptor:
         return out
 
 
+def string_map(value: Any, what: str) -> dict[str, str]:
+    """An ``annotations`` / ``labels`` object: absent or null is empty, else string values."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise PyctlError(f"invalid {what}: not an object of strings")
+    return dict(value)
+
+
 def _load_json(data: bytes, what: str) -> dict[str, Any]:
     if len(data) > MAX_MANIFEST_SIZE:
         raise PyctlError(f"{what} is too large ({len(data)} bytes, limit {MAX_MANIFEST_SIZE})")
@@ -241,6 +285,8 @@ def _load_json(data: bytes, what: str) -> dict[str, Any]:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PyctlError(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise PyctlError(f"{what} is not valid JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise PyctlError(f"{what} is not a JSON object")
     return doc
@@ -261,7 +307,7 @@ class Index:
         return cls(
             media_type=str(doc.get("mediaType") or media_type),
             manifests=tuple(Descriptor.from_json(m, "index entry") for m in entries),
-            annotations=dict(doc.get("annotations") or {}),
+            annotations=string_map(doc.get("annotations"), "index annotations"),
         )
 
 
@@ -284,7 +330,7 @@ class Manifest:
             media_type=str(doc.get("mediaType") or media_type),
             config=Descriptor.from_json(doc.get("config"), "manifest config"),
             layers=tuple(Descriptor.from_json(x, "manifest layer") for x in layers),
-            annotations=dict(doc.get("annotations") or {}),
+            annotations=string_map(doc.get("annotations"), "manifest annotations"),
         )
 
     def children(self) -> list[Descriptor]:
@@ -310,11 +356,7 @@ class ImageConfig:
             diff_ids = []
         cfg = doc.get("config")
         return cls(
-            platform=Platform(
-                os=str(doc.get("os", "")),
-                architecture=str(doc.get("architecture", "")),
-                variant=str(doc.get("variant", "") or ""),
-            ),
+            platform=Platform.from_json(doc),
             created=str(doc["created"]) if doc.get("created") else None,
             diff_ids=tuple(str(d) for d in diff_ids),
             config=cfg if isinstance(cfg, dict) else {},
