@@ -634,6 +634,13 @@ def _parse_host_entry(
             headers[name] = tuple(value)
         else:
             raise bad(f"invalid type {type(value).__name__} for header {name!r}")
+        # What HTTP can carry: a token for the name, no line breaks or NULs (header
+        # injection) and only Latin-1 in the value.
+        if not _HEADER_NAME_RE.fullmatch(name):
+            raise bad(f"invalid header name {name!r}")
+        for v in headers[name]:
+            if any(c in v for c in "\r\n\x00") or not _latin1(v):
+                raise bad(f"invalid value {v!r} for header {name!r}")
 
     dial_timeout: float | None = None
     raw_timeout = conf.get("dial_timeout", "")
@@ -664,6 +671,15 @@ def _parse_host_entry(
 
 
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _parse_server_url(
