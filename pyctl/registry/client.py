@@ -28,7 +28,14 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from pyctl.errors import NotFoundError, PyctlError
-from pyctl.oci import MAX_MANIFEST_SIZE, Descriptor, is_index, is_manifest, sha256_digest
+from pyctl.oci import (
+    MAX_MANIFEST_SIZE,
+    Descriptor,
+    digest_problem,
+    is_index,
+    is_manifest,
+    sha256_digest,
+)
 from pyctl.registry.auth import (
     Challenge,
     Credential,
@@ -76,6 +83,10 @@ _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
+# Everything else requests raises is about the request or the answer itself (an unusable URL
+# in a challenge realm or a Location, contradicting headers, a body that does not decode):
+# sending it again will not help. Always caught after _TRANSPORT_ERRORS.
+_HTTP_ERRORS: tuple[type[BaseException], ...] = (requests.RequestException,)
 
 
 class RegistryError(PyctlError):
@@ -102,12 +113,12 @@ def decode_error(resp: requests.Response) -> RegistryError:
     code = ""
     try:
         body = resp.content[:64000] if resp.request.method != "HEAD" else b""
-    except _TRANSPORT_ERRORS:
+    except (*_TRANSPORT_ERRORS, *_HTTP_ERRORS):
         body = b""
     if body:
         try:
             doc = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             doc = None
         errors = doc.get("errors") if isinstance(doc, dict) else None
         if isinstance(errors, list) and errors:
@@ -140,6 +151,9 @@ def decode_error(resp: requests.Response) -> RegistryError:
         text, code = "denied: requested access to the resource is denied", "DENIED"
     elif status == 401 and hint:
         text = f"{text} ({hint})"
+    attempts = getattr(resp, "_pyctl_attempts", 1)
+    if attempts > 1:
+        text = f"{text} (gave up after {attempts} attempts)"
     cls = RegistryNotFound if status == 404 else RegistryError
     return cls(text, status, code)
 
@@ -399,8 +413,12 @@ class Registry:
         self, netloc: str, host: RegistryHost, ch: Challenge, scopes: Sequence[str]
     ) -> Token:
         realm = ch.realm
-        if not realm or not realm.startswith(("http://", "https://")):
-            raise RegistryError(f"registry {netloc} sent a bearer challenge without a usable realm")
+        if not _usable_url(realm):
+            raise RegistryError(
+                f"registry {netloc} sent a bearer challenge without a usable realm "
+                f"({_short(repr(realm))})"
+            )
+        assert realm is not None
         cred = self._credential(netloc)
         session = self._session(host)
         headers = {"User-Agent": USER_AGENT}
@@ -431,6 +449,8 @@ class Registry:
                 raise TransportError(
                     f"token server: {describe_transport_error(exc, realm)}"
                 ) from None
+            except _HTTP_ERRORS as exc:
+                raise RegistryError(f"token server {realm}: {_short(str(exc))}") from None
             if resp.status_code == 200:
                 return parse_token_response(resp.content, time.time())
             fallback = resp.status_code in (400, 401, 404) or (
@@ -459,6 +479,8 @@ class Registry:
             )
         except _TRANSPORT_ERRORS as exc:
             raise TransportError(f"token server: {describe_transport_error(exc, realm)}") from None
+        except _HTTP_ERRORS as exc:
+            raise RegistryError(f"token server {realm}: {_short(str(exc))}") from None
         if resp.status_code != 200:
             raise self._token_error(resp, netloc)
         return parse_token_response(resp.content, time.time())
@@ -530,6 +552,8 @@ class Registry:
                     time.sleep(delay)
                     continue
                 raise TransportError(describe_transport_error(exc, url)) from None
+            except _HTTP_ERRORS as exc:
+                raise RegistryError(f"{method} {url}: {_short(str(exc))}") from None
             status = resp.status_code
             if status == 401:
                 netloc = urlsplit(resp.url).netloc
@@ -551,6 +575,8 @@ class Registry:
                 resp.close()
                 time.sleep(delay)
                 continue
+            if attempts > 1 and status in RETRY_STATUSES:
+                resp._pyctl_attempts = attempts  # type: ignore[attr-defined]
             return resp
 
     def _unauthorized_hint(self, resp: requests.Response, netloc: str, sent_auth: bool) -> str:
@@ -705,11 +731,14 @@ class Registry:
         if resp.status_code >= 300:
             raise RegistryError(f"unexpected status {resp.status_code} resolving {reference}")
         media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
-        digest = resp.headers.get("Docker-Content-Digest", "")
-        length = resp.headers.get("Content-Length")
+        digest = resp.headers.get("Docker-Content-Digest", "").strip()
+        if digest_problem(digest):
+            digest = ""  # unusable: hash the body instead
+        length = resp.headers.get("Content-Length") or ""
         if reference.startswith("sha256:"):
             digest = reference
-        if resp.request.method == "HEAD" and digest and length and length.isdigit() and media_type:
+        known_length = length.isascii() and length.isdigit()
+        if resp.request.method == "HEAD" and digest and known_length and media_type:
             size = int(length)
             if size > MAX_MANIFEST_SIZE:
                 raise RegistryError(f"manifest {reference} is too large ({size} bytes)")
@@ -738,17 +767,21 @@ class Registry:
         last: RegistryError | None = None
         for host in self._hosts_for("pull"):
             url = self.url(host, kind, desc.digest)
-            data = self._fetch_small(host, url, desc, limit)
-            if isinstance(data, RegistryError):
-                last = data
-                continue
-            if sha256_digest(data) != desc.digest or len(data) != desc.size:
+            # Bytes that do not match the digest are fetched once more (a proxy that cut or
+            # mangled one answer); a second bad answer means the registry serves them.
+            for attempt in (1, 2):
+                data = self._fetch_small(host, url, desc, limit)
+                if isinstance(data, RegistryError):
+                    last = _about(data, f"{kind[:-1]} {desc.digest}")
+                    break
+                if sha256_digest(data) == desc.digest and len(data) == desc.size:
+                    return data
                 last = RegistryError(
-                    f"{desc.digest}: {host.host} returned {len(data)} bytes with digest "
-                    f"{sha256_digest(data)} (expected {desc.size} bytes)"
+                    f"{kind[:-1]} {desc.digest}: {host.host} returned {len(data)} bytes with "
+                    f"digest {sha256_digest(data)} (expected {desc.size} bytes)"
                 )
-                continue
-            return data
+                if attempt == 1:
+                    self._log(f"fetching {desc.digest} again after: {last}")
         assert last is not None
         raise last
 
@@ -785,11 +818,12 @@ class Registry:
         host_index = 0
         position = offset
         failures = 0
+        failed_at = -1  # position at the last broken transfer
         last: RegistryError | None = None
         while position < desc.size or desc.size == 0:
             if host_index >= len(hosts):
                 assert last is not None
-                raise last
+                raise _about(last, f"{kind[:-1]} {desc.digest}")
             host = hosts[host_index]
             url = self.url(host, kind, desc.digest)
             headers = {"Accept-Encoding": "identity"}
@@ -836,21 +870,31 @@ class Registry:
                         )
                     yield chunk
             except _TRANSPORT_ERRORS as exc:
-                failures += 1
+                # A drop after progress starts the count again: a long download over a flaky
+                # network may need many resumes, a connection that dies at once does not.
+                failures = 1 if position > failed_at else failures + 1
+                failed_at = position
                 resp.close()
                 if failures >= MAX_ATTEMPTS:
                     reason = describe_transport_error(exc, url)
-                    raise TransportError(f"{desc.digest}: kept failing: {reason}") from None
+                    raise TransportError(
+                        f"{kind[:-1]} {desc.digest}: gave up after {failures} broken "
+                        f"transfers: {reason}"
+                    ) from None
                 self._log(f"resuming {desc.digest} at byte {position} after: {exc}")
                 time.sleep(_backoff(failures))
                 continue
+            except _HTTP_ERRORS as exc:
+                raise RegistryError(f"{kind[:-1]} {desc.digest}: {_short(str(exc))}") from None
             finally:
                 resp.close()
             if position < desc.size:
-                failures += 1
+                failures = 1 if position > failed_at else failures + 1
+                failed_at = position
                 if failures >= MAX_ATTEMPTS:
                     raise TransportError(
-                        f"{desc.digest}: connection closed after {position} of {desc.size} bytes"
+                        f"{kind[:-1]} {desc.digest}: connection closed after {position} of "
+                        f"{desc.size} bytes (gave up after {failures} attempts)"
                     )
                 self._log(f"resuming {desc.digest} at byte {position} (short body)")
                 continue
@@ -1062,15 +1106,39 @@ def _read_capped(resp: requests.Response, limit: int, what: str) -> bytes:
                 raise RegistryError(f"{what} is larger than {limit} bytes")
     except _TRANSPORT_ERRORS as exc:
         raise TransportError(f"{what}: {describe_transport_error(exc, resp.url)}") from None
+    except _HTTP_ERRORS as exc:
+        raise RegistryError(f"{what}: {_short(str(exc))}") from None
     finally:
         resp.close()
     return bytes(buf)
 
 
+def _about(err: RegistryError, what: str) -> RegistryError:
+    """``err`` with ``what`` (e.g. ``blob sha256:…``) in front, unless it names it already."""
+    digest = what.rsplit(" ", 1)[-1]
+    if digest in str(err):
+        return err
+    cls = type(err)
+    out = cls(f"{what}: {err}", err.status, err.code)
+    return out
+
+
+def _usable_url(url: str | None) -> bool:
+    """An absolute http(s) URL naming a host (a token realm, before anything is sent)."""
+    if not url or not url.startswith(("http://", "https://")):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (validates the port)
+    except ValueError:
+        return False
+    return bool(parts.hostname) and not any(c in url for c in "\x00\r\n\t ")
+
+
 def _sniff_media_type(data: bytes) -> str:
     try:
         doc = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     if isinstance(doc, dict):
         if isinstance(doc.get("mediaType"), str):
