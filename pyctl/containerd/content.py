@@ -207,7 +207,11 @@ def _write_once(
     opener: Opener,
     labels: Mapping[str, str],
     progress: Callable[[int], None] | None,
+    hasher: Any = None,
 ) -> bool:
+    """One attempt. With ``hasher`` (a sha256 object fed by ``opener``) the digest is not
+    known in advance: ``digest`` is empty, an earlier ingest is restarted from zero (its bytes
+    were never hashed) and the commit expects what ``hasher`` computed."""
     requests = _Lockstep()
     responses = client.bidi_raw(
         "/containerd.services.content.v1.Content/Write",
@@ -228,8 +232,8 @@ def _write_once(
             )
         )
         offset = int(status.offset)
-        if offset > size:
-            offset = 0  # stale, oversize ingest: restart it (offset 0 truncates)
+        if offset > size or (hasher is not None and offset):
+            offset = 0  # stale, oversize or unhashed ingest: restart it (offset 0 truncates)
         resumed = offset > 0
         if progress and offset:
             progress(offset)
@@ -279,8 +283,11 @@ def _write_once(
                 ack()
             if offset != size:
                 raise PyctlError(
-                    f"blob {digest}: got {offset} bytes, expected {size} (source ended early)"
+                    f"blob {digest or ref}: got {offset} bytes, expected {size} "
+                    "(source ended early)"
                 )
+        if hasher is not None:
+            digest = "sha256:" + hasher.hexdigest()
         resp = roundtrip(
             content_pb2.WriteContentRequest(
                 action=content_pb2.COMMIT,
@@ -310,6 +317,37 @@ def _write_once(
         requests.close()
         if hasattr(responses, "cancel"):
             responses.cancel()
+
+
+def write_unknown(
+    client: Client,
+    ref: str,
+    size: int,
+    chunks: Iterable[bytes],
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> str:
+    """Write a blob whose digest is not known beforehand (a file of a docker-save archive read
+    from a stream), computing sha256 while the bytes go out; containerd checks it at commit.
+    ``chunks`` is read once. Returns the digest (the blob may have existed already)."""
+    import hashlib
+
+    hasher = hashlib.sha256()
+
+    def opener(offset: int) -> Iterator[bytes]:
+        for chunk in chunks:
+            hasher.update(chunk)
+            yield chunk
+
+    try:
+        retry_unavailable(
+            lambda: _write_once(client, ref, "", size, opener, {}, progress, hasher)
+        )
+    except _BadContent:
+        with contextlib.suppress(PyctlError):
+            abort(client, ref)
+        raise PyctlError(f"{ref}: containerd received other bytes than were sent") from None
+    return "sha256:" + hasher.hexdigest()
 
 
 def abort(client: Client, ref: str) -> None:
