@@ -1,0 +1,302 @@
+"""An image archive as a source of the copy engine, in the two ways it can be read.
+
+* :class:`FileArchive` — an uncompressed tar in a seekable file: only the headers are read up
+  front; blobs are then read by offset, several at once, while the copy engine streams them
+  into containerd and unpacks as layers land.
+* :class:`StreamArchive` — stdin, or a gzip/zstd-compressed archive: one pass, front to back.
+  Each file is written into containerd as it streams by (its digest taken from its
+  ``blobs/sha256/<hex>`` name, or computed on the way for docker-save files), small ones are
+  kept in memory, and the copy afterwards only adds what was made up (docker manifests),
+  labels, unpacks and registers. Nothing is buffered whole: a 2 GiB archive on stdin costs
+  a few MiB.
+
+Both verify what they hand out: small documents by the copy engine, blobs by digest as they
+are read (by offset) or by containerd when committed (streamed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO
+
+from pyctl.archive.layout import METADATA_FILES, Layout, digest_in_path
+from pyctl.archive.tarball import (
+    CHUNK,
+    ArchiveError,
+    Member,
+    StreamEntry,
+    Tree,
+    UnexpectedEnd,
+    scan_file,
+    walk_stream,
+)
+from pyctl.containerd import content
+from pyctl.containerd.client import Client
+from pyctl.errors import PyctlError
+from pyctl.oci import MAX_MANIFEST_SIZE, Descriptor
+
+SMALL_FILE = 512 << 10  # stream mode: files up to this size stay in memory...
+MEMORY_BUDGET = 64 << 20  # ...as long as they add up to no more than this
+
+
+def missing_blob(desc: Descriptor, path: str) -> ArchiveError:
+    return ArchiveError(f"blob {desc.digest} ({path}) is missing from the archive")
+
+
+def _too_big(path: str, size: int, limit: int) -> ArchiveError:
+    return ArchiveError(f"{path} is too large ({size} bytes, limit {limit})")
+
+
+class FileArchive:
+    """A plain tar in a seekable file: headers scanned once, data read by offset."""
+
+    def __init__(self, fileobj: IO[bytes]) -> None:
+        self._fd = fileobj.fileno()
+        self.tree: Tree = scan_file(fileobj)
+        self.layout: Layout | None = None
+
+    # Files ------------------------------------------------------------------------------------
+
+    def size(self, path: str) -> int | None:
+        member = self.tree.resolve(path)
+        return member.size if member is not None else None
+
+    def _pread(self, member: Member, offset: int, n: int) -> bytes:
+        data = os.pread(self._fd, n, member.offset + offset)
+        if len(data) != n:
+            raise UnexpectedEnd
+        return data
+
+    def small(self, path: str, limit: int = MAX_MANIFEST_SIZE) -> bytes | None:
+        member = self.tree.resolve(path)
+        if member is None:
+            return None
+        if member.size > limit:
+            raise _too_big(path, member.size, limit)
+        return self._pread(member, 0, member.size)
+
+    def head(self, path: str) -> bytes:
+        member = self.tree.resolve(path)
+        assert member is not None
+        return self._pread(member, 0, min(8, member.size))
+
+    def digest(self, path: str) -> str:
+        member = self.tree.resolve(path)
+        assert member is not None
+        h = hashlib.sha256()
+        for chunk in self._chunks(member, 0):
+            h.update(chunk)
+        return "sha256:" + h.hexdigest()
+
+    def _chunks(self, member: Member, offset: int) -> Iterator[bytes]:
+        while offset < member.size:
+            n = min(CHUNK, member.size - offset)
+            yield self._pread(member, offset, n)
+            offset += n
+
+    # Source -----------------------------------------------------------------------------------
+
+    def _member(self, desc: Descriptor) -> Member:
+        assert self.layout is not None
+        path = self.layout.path_of(desc.digest)
+        member = self.tree.resolve(path)
+        if member is None:
+            raise missing_blob(desc, path)
+        if member.size != desc.size:
+            raise ArchiveError(
+                f"{path} has {member.size} bytes, its descriptor says {desc.size} ({desc.digest})"
+            )
+        return member
+
+    def has(self, desc: Descriptor) -> bool:
+        assert self.layout is not None
+        return desc.digest in self.layout.documents or self._member_or_none(desc) is not None
+
+    def _member_or_none(self, desc: Descriptor) -> Member | None:
+        assert self.layout is not None
+        return self.tree.resolve(self.layout.path_of(desc.digest))
+
+    def read(self, desc: Descriptor) -> bytes:
+        assert self.layout is not None
+        doc = self.layout.documents.get(desc.digest)
+        if doc is not None:
+            return doc
+        member = self._member(desc)
+        if member.size > MAX_MANIFEST_SIZE:
+            raise _too_big(member.path, member.size, MAX_MANIFEST_SIZE)
+        return self._pread(member, 0, member.size)
+
+    def open(self, desc: Descriptor, offset: int) -> Iterable[bytes]:
+        member = self._member(desc)
+        if offset:
+            return self._chunks(member, offset)  # containerd checks the whole at commit
+        problem = f"{member.path} does not match its digest {desc.digest}"
+        return verified(self._chunks(member, 0), desc, problem)
+
+
+def verified(chunks: Iterable[bytes], desc: Descriptor, problem: str) -> Iterator[bytes]:
+    """Pass ``chunks`` through, failing with ``problem`` before the last one goes if they are
+    not ``desc.size`` bytes hashing to ``desc.digest`` (so that nothing bad is committed)."""
+    h = hashlib.sha256()
+    n = 0
+    pending: bytes | None = None
+    for chunk in chunks:
+        if pending is not None:
+            yield pending
+        h.update(chunk)
+        n += len(chunk)
+        if n > desc.size:
+            break
+        pending = chunk
+    if n != desc.size or "sha256:" + h.hexdigest() != desc.digest:
+        raise ArchiveError(problem)
+    if pending is not None:
+        yield pending
+
+
+class StreamArchive:
+    """An archive read once, front to back, into containerd (under the caller's lease)."""
+
+    def __init__(
+        self,
+        client: Client,
+        stream: IO[bytes],
+        *,
+        on_file: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.tree = Tree()
+        self.memory: dict[str, bytes] = {}  # path -> bytes (small files)
+        self.written: dict[str, str] = {}  # path -> digest (files now in containerd)
+        self.heads: dict[str, bytes] = {}
+        self.layout: Layout | None = None
+        self._kept = 0
+        for entry in walk_stream(stream):
+            self.tree.add(entry.kind, entry.path, entry.link, entry.size)
+            if entry.kind == "file":
+                self._take(entry)
+                if on_file is not None:
+                    on_file(entry.path, entry.size)
+        self.tree.check_links()
+
+    def _take(self, entry: StreamEntry) -> None:
+        path, size = entry.path, entry.size
+        if path in METADATA_FILES:
+            self.memory[path] = entry.read_all(MAX_MANIFEST_SIZE)
+            return
+        if size <= SMALL_FILE and self._kept + size <= MEMORY_BUDGET:
+            self.memory[path] = entry.read_all(SMALL_FILE)
+            self._kept += size
+            return
+        ref = "tar-" + path
+        chunks = self._heading(path, entry.chunks())
+        digest = digest_in_path(path)
+        if digest is None:
+            digest = content.write_unknown(self.client, ref, size, chunks)
+        else:
+            content.write_blob(self.client, ref, digest, size, _once(chunks, path))
+        self.written[path] = digest
+
+    def _heading(self, path: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            if path not in self.heads:
+                self.heads[path] = chunk[:8]
+            yield chunk
+
+    # Files ------------------------------------------------------------------------------------
+
+    def _path(self, path: str) -> str | None:
+        member = self.tree.resolve(path)
+        return member.path if member is not None else None
+
+    def size(self, path: str) -> int | None:
+        member = self.tree.resolve(path)
+        return member.size if member is not None else None
+
+    def small(self, path: str, limit: int = MAX_MANIFEST_SIZE) -> bytes | None:
+        real = self._path(path)
+        if real is None:
+            return None
+        data = self.memory.get(real)
+        if data is None:
+            member = self.tree.files[real]
+            if member.size > limit:
+                raise _too_big(real, member.size, limit)
+            data = content.read_blob(self.client, self.written[real], limit)
+        return data
+
+    def head(self, path: str) -> bytes:
+        real = self._path(path)
+        assert real is not None
+        data = self.memory.get(real)
+        if data is not None:
+            return data[:8]
+        if real not in self.heads:  # not read: containerd had it already
+            self.heads[real] = b"".join(content.read_chunks(self.client, self.written[real], 0, 8))
+        return self.heads[real]
+
+    def digest(self, path: str) -> str:
+        real = self._path(path)
+        assert real is not None
+        if real in self.written:
+            return self.written[real]
+        return "sha256:" + hashlib.sha256(self.memory[real]).hexdigest()
+
+    # Source -----------------------------------------------------------------------------------
+
+    def _locate(self, desc: Descriptor) -> tuple[str, bytes | None]:
+        assert self.layout is not None
+        path = self.layout.path_of(desc.digest)
+        real = self._path(path)
+        if real is None:
+            raise missing_blob(desc, path)
+        data = self.memory.get(real)
+        if data is None and self.written.get(real) != desc.digest:
+            raise ArchiveError(f"{path} does not match its digest {desc.digest}")
+        return real, data
+
+    def has(self, desc: Descriptor) -> bool:
+        assert self.layout is not None
+        return (
+            desc.digest in self.layout.documents
+            or self._path(self.layout.path_of(desc.digest)) is not None
+        )
+
+    def read(self, desc: Descriptor) -> bytes:
+        assert self.layout is not None
+        doc = self.layout.documents.get(desc.digest)
+        if doc is not None:
+            return doc
+        _, data = self._locate(desc)
+        if data is not None:
+            return data
+        return content.read_blob(self.client, desc.digest)
+
+    def open(self, desc: Descriptor, offset: int) -> Iterable[bytes]:
+        _, data = self._locate(desc)
+        if data is not None:
+            return [data[offset:]]
+        return content.read_chunks(self.client, desc.digest, offset)
+
+
+def _once(chunks: Iterator[bytes], path: str) -> Callable[[int], Iterator[bytes]]:
+    """An opener for content.write_blob over a stream that can be read only once: a resumed
+    ingest skips what containerd already has."""
+    used = False
+
+    def opener(offset: int) -> Iterator[bytes]:
+        nonlocal used
+        if used:
+            raise PyctlError(f"{path}: cannot read a streamed archive entry twice")
+        used = True
+        skip = offset
+        for chunk in chunks:
+            if skip >= len(chunk):
+                skip -= len(chunk)
+                continue
+            yield chunk[skip:] if skip else chunk
+            skip = 0
+
+    return opener
