@@ -284,7 +284,9 @@ def image_group() -> None:
     """Manage images."""
 
 
-for _cmd in (image_ls, tag_cmd, image_rm, image_inspect, image_prune):
+from pyctl.cli.archive import image_export, image_import  # noqa: E402 - click only
+
+for _cmd in (image_ls, tag_cmd, image_rm, image_inspect, image_prune, image_import, image_export):
     image_group.add_command(_cmd)
 
 COMMANDS = [images_cmd, tag_cmd, rmi_cmd, inspect_cmd, image_group]
