@@ -4,6 +4,8 @@ Fixtures (all fail loudly, nothing is skipped):
 
 * ``containerd`` (session)  -> testbed.Containerd, started once, stopped at session end
 * ``namespace`` (function)  -> str, a fresh unique namespace, emptied and deleted afterwards
+* ``more_namespaces`` (function) -> ``make(suffix) -> str``: further unique namespaces, cleaned
+  up afterwards
 * ``module_namespace`` (module) -> str, the same for a whole test module (read-only fixtures)
 * ``registry`` (function)   -> testbed.Registry, plain HTTP on 127.0.0.1:<free port>
 * ``cert_authority`` (session) -> testbed.CertAuthority writing into a session tmp dir
@@ -39,7 +41,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -98,6 +100,21 @@ def namespace(containerd: Containerd, request: pytest.FixtureRequest) -> Iterato
     ns = _namespace_name(request)
     yield ns
     containerd.clean_namespace(ns)
+
+
+@pytest.fixture
+def more_namespaces(containerd: Containerd, namespace: str) -> Iterator[Callable[[str], str]]:
+    """``more_namespaces("suffix")``: another unique namespace, cleaned up afterwards."""
+    made: list[str] = []
+
+    def make(suffix: str) -> str:
+        ns = f"{namespace[:50]}-{suffix}-{uuid.uuid4().hex[:4]}"
+        made.append(ns)
+        return ns
+
+    yield make
+    for ns in made:
+        containerd.clean_namespace(ns)
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,7 @@ sees (exit code, stdout, the one-line error) and what containerd and the registr
 from __future__ import annotations
 
 import re
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,21 +42,6 @@ PUSH_LINE = re.compile(
 @pytest.fixture
 def sk(tmp_path: Path) -> Skopeo:
     return Skopeo(tmp_path)
-
-
-@pytest.fixture
-def more_namespaces(containerd: Containerd, namespace: str) -> Iterator[Callable[[str], str]]:
-    """``more_namespaces("suffix")``: another unique namespace, cleaned up afterwards."""
-    made: list[str] = []
-
-    def make(suffix: str) -> str:
-        ns = f"{namespace[:50]}-{suffix}-{uuid.uuid4().hex[:4]}"
-        made.append(ns)
-        return ns
-
-    yield make
-    for ns in made:
-        containerd.clean_namespace(ns)
 
 
 def _single(archive: Archive) -> ImageSpec:
