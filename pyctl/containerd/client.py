@@ -77,11 +77,23 @@ def check_socket(address: str) -> None:
         )
 
 
+# gRPC details of a call whose connection broke (as opposed to one that could not connect).
+_CONNECTION_LOST = ("socket closed", "stream removed", "connection reset", "broken pipe", "goaway")
+
+
 def translate(err: grpc.RpcError, address: str, what: str = "") -> PyctlError:
     """Turn a gRPC error into the PyctlError an operator should see."""
     code = err.code() if hasattr(err, "code") else None
     details = (err.details() if hasattr(err, "details") else None) or str(err)
     prefix = f"{what}: " if what else ""
+    low = details.lower()
+    lost = any(m in low for m in _CONNECTION_LOST) and "failed to connect" not in low
+    if code == grpc.StatusCode.UNAVAILABLE and lost:
+        # The connection broke under a running call: containerd stopped or restarted.
+        return UnreachableError(
+            f"lost the connection to containerd at unix://{address} ({details.strip()}): "
+            "did containerd stop or restart? Run the command again; downloads resume"
+        )
     if code == grpc.StatusCode.UNAVAILABLE and (
         "connect" in details.lower()
         or "no such file" in details.lower()
@@ -153,6 +165,10 @@ class Client:
                 ],
             )
         return self._channel
+
+    def connect(self) -> None:
+        """Check the socket and open the channel now, before any other work."""
+        _ = self.channel
 
     def close(self) -> None:
         if self._channel is not None:

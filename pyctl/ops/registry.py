@@ -53,6 +53,7 @@ def pull(
     ref = _ref(ref_text, "pull")
     name = str(ref)
     filt = default_filter(platforms, all_platforms)
+    client.connect()  # a containerd we cannot use fails the pull before anything is fetched
     registry = rc.registry(ref.domain, ref.path, pool=max(8, concurrency + 2))
     try:
         try:
