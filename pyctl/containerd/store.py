@@ -225,15 +225,18 @@ class ContainerdStore:
             self._unpack_errors.append(exc)
 
     def missing(self, descs: Sequence[Descriptor]) -> set[str]:
+        if self.client.lease:
+            # Lease first, look second: a blob found present is then already held, so a
+            # garbage collection (an `rmi` of another image sharing it) cannot take it
+            # between the look and the image record.
+            self._lease_add(list(dict.fromkeys(d.digest for d in descs)))
         present = self.info_labels(d.digest for d in descs)
         self._labels.update(present)
-        if present and self.client.lease:
-            self._lease_add(list(present))
         return {d.digest for d in descs if d.digest not in present}
 
     def _lease_add(self, digests: list[str]) -> None:
-        """Hold blobs that are already there under our lease too, so GC cannot take them
-        between our check and the image record."""
+        """Hold blobs under our lease (absent ones too: the lease then holds them once they
+        are written), so GC cannot take them before the image record exists."""
         futures = [
             self.client.future(
                 "leases",
