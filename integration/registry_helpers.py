@@ -4,6 +4,7 @@ containerd holds (content labels, snapshots, records) and what a registry serves
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -208,3 +209,36 @@ def hosts_dir(directory: Path, hosts: Mapping[str, Path]) -> Path:
         d.mkdir(parents=True, exist_ok=True)
         (d / "hosts.toml").write_text(f'server = "https://{host}"\nca = "{ca}"\n')
     return directory
+
+
+def ingest_offsets(containerd: Containerd, namespace: str) -> dict[str, int]:
+    """The namespace's unfinished ingests (``ctr content active``): ref -> bytes written so far,
+    read from containerd's ingest directories (``ctr`` prints rounded sizes)."""
+    refs = [
+        ln.split()[0]
+        for ln in containerd.ctr("content", "active", namespace=namespace).stdout.splitlines()[1:]
+        if ln.strip()
+    ]
+    base = containerd.root / "io.containerd.content.v1.content" / "ingest"
+    sizes: dict[str, int] = {}
+    if base.is_dir():
+        for d in base.iterdir():
+            with contextlib.suppress(OSError):
+                # the backend ref is "<namespace>/<sequence>/<ref>"
+                key = (d / "ref").read_text().strip()
+                ns, _, rest = key.partition("/")
+                if ns == namespace:
+                    sizes[rest.partition("/")[2]] = (d / "data").stat().st_size
+    return {ref: sizes.get(ref, -1) for ref in refs}
+
+
+def images_check(containerd: Containerd, namespace: str) -> dict[str, tuple[str, bool]]:
+    """``ctr images check``: name -> (status word, unpacked); status is ``complete`` when
+    every blob the image needs is in the content store."""
+    out: dict[str, tuple[str, bool]] = {}
+    for line in containerd.ctr("images", "check", namespace=namespace).stdout.splitlines()[1:]:
+        f = line.split()
+        if f:
+            # REF TYPE DIGEST STATUS (n/n) SIZE… UNPACKED
+            out[f[0]] = (f[3], f[-1] == "true")
+    return out

@@ -490,6 +490,23 @@ disabled_plugins = {json.dumps(disabled)}
                 ) from None
             raise
 
+    def restart(self, *, kill: bool = True) -> None:
+        """Stop the daemon (SIGKILL, or SIGTERM with ``kill=False``) and start it again on the
+        same root, state and socket; returns once it answers. Content, ingests, leases and
+        records persist, as on a node where containerd restarts."""
+        if self._proc is None or self._stopped:
+            raise TestbedError("containerd is not running")
+        if kill:
+            self._proc.kill()
+            self._proc.wait(timeout=30)
+        else:
+            _terminate(self._proc)
+        self._proc = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        self._launch()
+
     def _shutdown_daemon(self) -> None:
         if self._proc is not None:
             _terminate(self._proc)
