@@ -532,5 +532,11 @@ def test_truncated_and_incomplete_archives_register_nothing(
     )
     proc = bed.pyctl("import", "corrupt.tar", namespace=bed.ns)
     assert_error(proc, f"import corrupt.tar: blobs/sha256/{layer.hex} does not match its digest")
+    with Path("corrupt.tar").open("rb") as f:
+        proc_b = bed.run("import", "-", namespace=bed.ns, stdin=f)
+    assert proc_b.stderr.decode() == (
+        f"pyctl: error: import stdin: blobs/sha256/{layer.hex} does not match its digest "
+        f"{layer.digest}\n"
+    )
     bed.assert_nothing_registered(bed.ns)
     assert layer.digest not in content_labels(bed.containerd, bed.ns)

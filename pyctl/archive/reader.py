@@ -196,6 +196,8 @@ class StreamArchive:
         if digest is None:
             digest = content.write_unknown(self.client, ref, size, chunks)
         else:
+            problem = f"{path} does not match its digest {digest}"
+            chunks = verified(chunks, Descriptor("", digest, size), problem)
             content.write_blob(self.client, ref, digest, size, _once(chunks, path))
         self.written[path] = digest
 
