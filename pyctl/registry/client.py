@@ -551,7 +551,10 @@ class Registry:
                     self._log(f"retrying {method} {url} in {delay:.2f}s after: {exc}")
                     time.sleep(delay)
                     continue
-                raise TransportError(describe_transport_error(exc, url)) from None
+                reason = describe_transport_error(exc, url)
+                if attempts > 1:
+                    reason += f" (gave up after {attempts} attempts)"
+                raise TransportError(reason) from None
             except _HTTP_ERRORS as exc:
                 raise RegistryError(f"{method} {url}: {_short(str(exc))}") from None
             status = resp.status_code
