@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import ssl
 import sys
 import threading
@@ -158,8 +159,11 @@ def decode_error(resp: requests.Response) -> RegistryError:
     return cls(text, status, code)
 
 
-def describe_transport_error(exc: BaseException, url: str) -> str:
-    """A one-line reason for a connection-level failure."""
+def describe_transport_error(
+    exc: BaseException, url: str, client_certs: Sequence[tuple[str, str]] = ()
+) -> str:
+    """A one-line reason for a connection-level failure; ``client_certs`` are the client
+    certificates offered to that host (a TLS alert then means the registry refused them)."""
     text = str(exc)
     low = text.lower()
     host = urlsplit(url).netloc
@@ -187,6 +191,14 @@ def describe_transport_error(exc: BaseException, url: str) -> str:
             elif "mismatch" in detail:
                 hint = "the certificate does not name this host"
             return f"x509: {detail} for {host} ({hint})"
+        alert = re.search(r"alert ([a-z ]+?)(?: \(|'|$)", low)
+        if client_certs and (alert or "eof occurred" in low):
+            reason = f"alert: {alert.group(1)}" if alert else "it closed the connection"
+            return (
+                f"TLS handshake with {host} failed: the registry refused the client certificate "
+                f"{client_certs[0][0]} ({reason}; is it signed by a CA the registry trusts, "
+                "and still valid?)"
+            )
         if "certificate required" in low or ("alert" in low and "certificate" in low):
             return (
                 f"TLS handshake with {host} failed: the registry requires a client certificate "
@@ -551,7 +563,7 @@ class Registry:
                     self._log(f"retrying {method} {url} in {delay:.2f}s after: {exc}")
                     time.sleep(delay)
                     continue
-                reason = describe_transport_error(exc, url)
+                reason = describe_transport_error(exc, url, host.client)
                 if attempts > 1:
                     reason += f" (gave up after {attempts} attempts)"
                 raise TransportError(reason) from None
