@@ -713,6 +713,14 @@ class CertPair:
     ca: Path
 
 
+def _past(expired: bool) -> tuple[_dt.datetime, _dt.datetime] | None:
+    """The validity window of a certificate that expired yesterday (None: the default)."""
+    if not expired:
+        return None
+    now = _dt.datetime.now(_dt.UTC)
+    return now - _dt.timedelta(days=30), now - _dt.timedelta(days=1)
+
+
 class CertAuthority:
     """A throw-away CA (EC P-256 by default) writing PEM files into ``directory``."""
 
@@ -809,6 +817,7 @@ class CertAuthority:
         *,
         server: bool,
         hosts: Sequence[str] = (),
+        valid: tuple[_dt.datetime, _dt.datetime] | None = None,
     ) -> CertPair:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes
@@ -816,14 +825,18 @@ class CertAuthority:
 
         key = self._new_key()
         now = _dt.datetime.now(_dt.UTC)
+        not_before, not_after = valid or (
+            now - _dt.timedelta(days=1),
+            now + _dt.timedelta(days=self.days),
+        )
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
             .issuer_name(self.cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _dt.timedelta(days=1))
-            .not_valid_after(now + _dt.timedelta(days=self.days))
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.ExtendedKeyUsage(
@@ -856,15 +869,20 @@ class CertAuthority:
         self,
         name: str = "server",
         hosts: Sequence[str] = ("127.0.0.1", "localhost", "::1"),
+        *,
+        expired: bool = False,
     ) -> CertPair:
-        """A serverAuth cert with IP/DNS SANs for ``hosts``."""
-        return self._issue(name, hosts[0] if hosts else name, server=True, hosts=hosts)
+        """A serverAuth cert with IP/DNS SANs for ``hosts`` (only those: pass other names
+        for a cert that does not match the server); ``expired``: valid until yesterday."""
+        return self._issue(
+            name, hosts[0] if hosts else name, server=True, hosts=hosts, valid=_past(expired)
+        )
 
     def issue_client_cert(
-        self, name: str = "client", common_name: str = "pyctl-test-client"
+        self, name: str = "client", common_name: str = "pyctl-test-client", *, expired: bool = False
     ) -> CertPair:
-        """A clientAuth cert (for registries requiring mutual TLS)."""
-        return self._issue(name, common_name, server=False)
+        """A clientAuth cert (for registries requiring mutual TLS); ``expired`` as above."""
+        return self._issue(name, common_name, server=False, valid=_past(expired))
 
     def ssl_context(self) -> ssl.SSLContext:
         """A client context trusting only this CA."""
