@@ -354,3 +354,74 @@ def fault_proxy(registry: Registry) -> Iterator[FaultProxy]:
 def blob_host(registry: Registry) -> Iterator[FaultProxy]:
     with FaultProxy(registry) as host:
         yield host
+
+
+# --- a pull test bed ---------------------------------------------------------------------------
+
+
+@dataclass
+class PullBed:
+    """What a pull test needs: a namespace of a containerd, a plain registry with a fault
+    proxy in front (``proxy``), and distinct images to put into the registry.
+
+    ``seed(repo, big=N)`` pushes busybox + a small layer + N random bytes as ``team/REPO:1``
+    and returns (the ImageSpec, its reference through the proxy); ``pyctl(...)`` runs in the
+    namespace, ``start(...)`` starts pyctl without waiting (``finish(proc)`` collects it)."""
+
+    containerd: Containerd
+    namespace: str
+    runner: PyctlRunner
+    registry: Registry
+    proxy: FaultProxy
+    image_factory: ImageFactory
+    tmp: Path
+
+    def seed(self, repo: str, *, big: int = 0) -> tuple[images.ImageSpec, str]:
+        from integration.registry_helpers import Skopeo
+
+        files = {"big.bin": os.urandom(big)} if big else None
+        arc = self.image_factory(f"example.test/{repo}:1", variant_content=repo, files=files)
+        assert isinstance(arc.image, images.ImageSpec)
+        Skopeo(self.tmp).seed(arc.path, self.registry.ref(f"team/{repo}", "1"))
+        return arc.image, self.proxy.ref(f"team/{repo}", "1")
+
+    def pyctl(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        kw.setdefault("namespace", self.namespace)
+        return self.runner(*args, **kw)
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        cmd = [sys.executable, "-m", "pyctl", "--address", self.containerd.address, *args]
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.runner.env(self.namespace),
+        )
+
+    @staticmethod
+    def finish(
+        proc: subprocess.Popen[str], timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """Wait for ``proc`` (killed after ``timeout``); its exit status and output."""
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.fixture
+def pull_bed(
+    containerd: Containerd,
+    namespace: str,
+    pyctl: PyctlRunner,
+    registry: Registry,
+    fault_proxy: FaultProxy,
+    image_factory: ImageFactory,
+    tmp_path: Path,
+) -> PullBed:
+    return PullBed(containerd, namespace, pyctl, registry, fault_proxy, image_factory, tmp_path)
