@@ -151,7 +151,8 @@ def login_cmd(
         if not password:
             password = click.prompt("Password", hide_input=True, err=True)
     assert username is not None and password is not None
-    login(rc, server, username, password)
+    with prefixed(f"login {host}"):  # e.g. a config.json that cannot be written
+        login(rc, server, username, password)
     click.echo("Login Succeeded")
 
 
@@ -160,9 +161,10 @@ def login_cmd(
 @click.pass_obj
 def logout_cmd(app: App, server: str | None) -> None:
     """Remove stored credentials for a registry (default: Docker Hub)."""
-    from pyctl.ops.registry import logout
+    from pyctl.ops.registry import logout, registry_host
 
-    key, removed = logout(_registry_config(app), server)
+    with prefixed(f"logout {registry_host(server)}"):
+        key, removed = logout(_registry_config(app), server)
     if removed:
         click.echo(f"Removing login credentials for {key}")
     else:
