@@ -1,0 +1,216 @@
+"""TLS: certificates are verified by default, and each way verification can fail says so in
+one line with what to do; so does each way mutual TLS can fail.
+
+The registries here listen on this machine's non-loopback address (192.0.2.2) with no
+configuration at all unless a case adds a CA: loopback registries are insecure by default
+(pyctl, like containerd and docker, skips verification for 127.0.0.0/8, ::1 and localhost
+when nothing is configured for them), as test_verification_is_on_by_default shows.
+test_registry_config.py
+covers a CA from hosts.toml, a wrong CA there, skip_verify and a missing client certificate.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from integration.conftest import ImageFactory, PyctlRunner, SecureRegistry
+from integration.faultproxy import FaultProxy
+from integration.registry_helpers import (
+    Skopeo,
+    assert_failure,
+    assert_success,
+    ctr_images,
+    images_check,
+)
+from integration.testbed import CertAuthority, CertPair, Containerd, Registry, write_cert_dir
+
+NON_LOOPBACK = "192.0.2.2"
+
+
+@pytest.fixture
+def seeded(registry: Registry, image_factory: ImageFactory, tmp_path: Path) -> Registry:
+    arc = image_factory("example.test/tls:1", runnable=False, variant_content="tls")
+    Skopeo(tmp_path).seed(arc.path, registry.ref("team/app", "1"))
+    return registry
+
+
+def _tls_proxy(upstream: Registry, cert: CertPair) -> FaultProxy:
+    return FaultProxy(upstream, tls=cert, host=NON_LOOPBACK).start()
+
+
+@pytest.fixture
+def other_ca(tmp_path_factory: pytest.TempPathFactory) -> CertAuthority:
+    return CertAuthority(tmp_path_factory.mktemp("other-ca"), common_name="some other CA")
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+CERTS = {
+    # case -> (issuer, SANs, expired, fragments of the error)
+    "unknown-ca": (
+        "other",
+        (NON_LOOPBACK,),
+        False,
+        ("x509: unable to get local issuer certificate", "add the registry's CA", "--insecure"),
+    ),
+    "expired": (
+        "ours",
+        (NON_LOOPBACK,),
+        True,
+        ("x509: certificate has expired", "outside its validity period"),
+    ),
+    "hostname-mismatch": (
+        "ours",
+        ("registry.example",),
+        False,
+        ("x509: ip address mismatch", "does not name this host"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CERTS))
+def test_server_certificate_verification(
+    containerd: Containerd,
+    namespace: str,
+    pyctl: PyctlRunner,
+    seeded: Registry,
+    cert_authority: CertAuthority,
+    other_ca: CertAuthority,
+    tmp_path: Path,
+    case: str,
+) -> None:
+    """With our CA configured for the host (hosts directory with ``ca.crt``), a registry
+    whose certificate comes from another CA, has expired or names another host is refused
+    with one line naming the problem; nothing is pulled. ``--insecure-registry`` (skip
+    verification) then works, which shows the certificate was the only problem."""
+    issuer, sans, expired, fragments = CERTS[case]
+    ca = other_ca if issuer == "other" else cert_authority
+    proxy = _tls_proxy(seeded, ca.issue_server_cert(_name(case), hosts=sans, expired=expired))
+    try:
+        hosts = tmp_path / "certs.d"
+        write_cert_dir(hosts / proxy.host, ca=cert_authority.cert_path)
+        ref = proxy.ref("team/app", "1")
+        args = ["--hosts-dir", str(hosts)]
+        proc = pyctl(*args, "pull", ref, namespace=namespace)
+        assert_failure(proc, f"pull {ref}:", *fragments, proxy.host)
+        assert ctr_images(containerd, namespace) == {}
+        assert proxy.requests == []  # no HTTP request went over the untrusted connection
+
+        proc = pyctl(*args, "--insecure-registry", "pull", ref, namespace=namespace)
+        assert assert_success(proc)[-1] == ref
+        assert images_check(containerd, namespace)[ref] == ("complete", True)
+    finally:
+        proxy.stop()
+
+
+def test_verification_is_on_by_default(
+    containerd: Containerd,
+    namespace: str,
+    pyctl: PyctlRunner,
+    seeded: Registry,
+    cert_authority: CertAuthority,
+    tmp_path: Path,
+) -> None:
+    """No hosts directory, no flag: a registry with a perfectly good certificate from a CA
+    the system does not trust is refused; with the CA configured it works. A loopback
+    registry with no configuration is not verified (containerd's and docker's rule)."""
+    good = cert_authority.issue_server_cert(_name("good"), hosts=(NON_LOOPBACK, "127.0.0.1"))
+    proxy = _tls_proxy(seeded, good)
+    loopback = FaultProxy(seeded, tls=good).start()
+    try:
+        nothing = ["--hosts-dir", str(tmp_path / "empty")]
+        ref = proxy.ref("team/app", "1")
+        proc = pyctl(*nothing, "pull", ref, namespace=namespace)
+        assert_failure(proc, "x509: unable to get local issuer certificate", proxy.host)
+        assert ctr_images(containerd, namespace) == {}
+
+        hosts = tmp_path / "certs.d"
+        write_cert_dir(hosts / proxy.host, ca=cert_authority.cert_path)
+        proc = pyctl("--hosts-dir", str(hosts), "pull", ref, namespace=namespace)
+        assert assert_success(proc)[-1] == ref
+
+        ref = loopback.ref("team/app", "1")
+        proc = pyctl(*nothing, "pull", ref, namespace=namespace)
+        assert assert_success(proc)[-1] == ref
+        shown = pyctl(*nothing, "hosts", loopback.host, "--format", "json")
+        assert json.loads(shown.stdout)["Endpoints"][-1]["SkipVerify"] is True
+    finally:
+        proxy.stop()
+        loopback.stop()
+
+
+# --- mutual TLS -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mtls(
+    mtls_registry: SecureRegistry, image_factory: ImageFactory, tmp_path: Path
+) -> Iterator[SecureRegistry]:
+    arc = image_factory("example.test/tls:1", runnable=False, variant_content="mtls")
+    Skopeo(tmp_path).seed(
+        arc.path, mtls_registry.ref("team/app", "1"), cert_dir=mtls_registry.cert_dir
+    )
+    yield mtls_registry
+
+
+def test_mutual_tls_failures_are_named(
+    containerd: Containerd,
+    namespace: str,
+    pyctl: PyctlRunner,
+    mtls: SecureRegistry,
+    cert_authority: CertAuthority,
+    other_ca: CertAuthority,
+    tmp_path: Path,
+) -> None:
+    """The registry wants a client certificate from our CA. Each wrong one fails in one line
+    naming the certificate: one from another CA and an expired one are refused by the
+    registry; a key that does not match and a file that does not exist are caught before
+    connecting (with the hosts.toml they came from)."""
+    good = mtls.client_cert
+    assert good is not None
+    foreign = other_ca.issue_client_cert(_name("foreign"))
+    expired = cert_authority.issue_client_cert(_name("expired"), expired=True)
+    missing = tmp_path / "missing.cert"
+    cases = {
+        "foreign": (
+            (foreign.cert, foreign.key),
+            ("refused the client certificate", str(foreign.cert)),
+        ),
+        "expired": (
+            (expired.cert, expired.key),
+            ("refused the client certificate", str(expired.cert)),
+        ),
+        "mismatch": (
+            (good.cert, foreign.key),
+            ("cannot load client certificate", "key values mismatch"),
+        ),
+        "missing": (
+            (missing, good.key),
+            ("cannot load client certificate", str(missing), "No such file"),
+        ),
+        "good": ((good.cert, good.key), ()),
+    }
+    ref = mtls.ref("team/app", "1")
+    for case, ((cert, key), fragments) in cases.items():
+        hosts = tmp_path / case
+        toml = hosts / mtls.host / "hosts.toml"
+        toml.parent.mkdir(parents=True)
+        toml.write_text(
+            f'server = "https://{mtls.host}"\nca = "{cert_authority.cert_path}"\n'
+            f'client = [["{cert}", "{key}"]]\n'
+        )
+        proc = pyctl("--hosts-dir", str(hosts), "pull", ref, namespace=namespace)
+        if not fragments:
+            assert assert_success(proc)[-1] == ref
+            continue
+        msg = assert_failure(proc, f"pull {ref}:", *fragments)
+        if case in ("mismatch", "missing"):
+            assert str(toml) in msg
+        assert ref not in ctr_images(containerd, namespace), case
