@@ -5,8 +5,8 @@ The registries here listen on this machine's non-loopback address (192.0.2.2) wi
 configuration at all unless a case adds a CA: loopback registries are insecure by default
 (pyctl, like containerd and docker, skips verification for 127.0.0.0/8, ::1 and localhost
 when nothing is configured for them), as test_verification_is_on_by_default shows.
-test_registry_config.py
-covers a CA from hosts.toml, a wrong CA there, skip_verify and a missing client certificate.
+test_registry_config.py covers a CA from hosts.toml, a wrong CA there, skip_verify and a
+missing client certificate.
 """
 
 from __future__ import annotations
