@@ -320,22 +320,46 @@ class Client:
             self.call("leases", "Delete", leases_pb2.DeleteRequest(id=lease_id, sync=False))
 
 
-def retry_unavailable(fn: Callable[[], T], *, deadline: float = 60.0) -> T:
+def retry_unavailable(
+    fn: Callable[[], T],
+    *,
+    deadline: float = 60.0,
+    progress: Callable[[], object] | None = None,
+) -> T:
     """Retry ``fn`` while containerd says UNAVAILABLE (a locked ingest ref), with containerd's
-    client backoff: a random sleep below 16 ms, doubling up to 2048 ms."""
+    client backoff: a random sleep below 16 ms, doubling up to 2048 ms.
+
+    Gives up after ``deadline`` seconds — counted from the last change of ``progress()`` when
+    given (e.g. the offset of the ingest another client is writing): a slow download by
+    someone else is waited for however long it takes, a stuck one is not."""
     import random
 
     start = time.monotonic()
+    seen = _probe(progress)
     retry = 16
     while True:
         try:
             return fn()
         except ContainerdUnavailable:
-            if time.monotonic() - start > deadline:
+            now = time.monotonic()
+            if progress is not None:
+                current = _probe(progress)
+                if current != seen:
+                    seen, start = current, now
+            if now - start > deadline:
                 raise
             time.sleep(random.randrange(retry) / 1000.0)
             if retry < 2048:
                 retry *= 2
+
+
+def _probe(progress: Callable[[], object] | None) -> object:
+    if progress is None:
+        return None
+    try:
+        return progress()
+    except PyctlError:
+        return None
 
 
 _SERVICES = {

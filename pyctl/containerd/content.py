@@ -178,8 +178,14 @@ def write_blob(
     for attempt in (1, 2):
         try:
             return retry_unavailable(
-                lambda: _write_once(client, ref, digest, size, opener, labels or {}, progress)
+                lambda: _write_once(client, ref, digest, size, opener, labels or {}, progress),
+                progress=lambda: ingest_offset(client, ref),
             )
+        except ContainerdUnavailable as exc:
+            raise PyctlError(
+                f"blob {digest}: another client is writing it and made no progress for a minute "
+                f"({exc})"
+            ) from None
         except _BadContent as bad:
             with contextlib.suppress(PyctlError):
                 abort(client, ref)
@@ -348,6 +354,12 @@ def write_unknown(
             abort(client, ref)
         raise PyctlError(f"{ref}: containerd received other bytes than were sent") from None
     return "sha256:" + hasher.hexdigest()
+
+
+def ingest_offset(client: Client, ref: str) -> int:
+    """How many bytes the ingest ``ref`` holds (whoever writes it)."""
+    resp = client.call("content", "Status", content_pb2.StatusRequest(ref=ref), what=ref)
+    return int(resp.status.offset)
 
 
 def abort(client: Client, ref: str) -> None:
