@@ -104,7 +104,9 @@ def import_archive(
             store = ContainerdStore(
                 client, snapshotter=snapshotter, unpack=mode if unpack else "false"
             )
-            copy(archive, store, the_plan, concurrency=concurrency, progress=progress)
+            # a streamed archive showed its progress while it was read: its blobs are in
+            blobs = progress if isinstance(archive, FileArchive) else None
+            copy(archive, store, the_plan, concurrency=concurrency, progress=blobs)
             for name, entry in named:
                 records.append(ImageRecord(name=name, target=entry))
                 done.append(Imported(name, entry.digest, bool(store.unpacked)))
