@@ -85,3 +85,21 @@ def save(name: str, rows: list[dict[str, Any]]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(rows, indent=2) + "\n")
     return path
+
+
+RATIO_COLUMNS = [
+    ("scenario", "scenario", ""),
+    ("ctr_s", "ctr s", ".2f"),
+    ("pyctl_s", "pyctl s", ".2f"),
+    ("ratio", "pyctl/ctr", ".2f"),
+]
+
+
+def ratio_row(scenario: str, med: dict[str, float]) -> dict[str, Any]:
+    """A result row from the medians of an ``alternate`` run with steps "ctr" and "pyctl"."""
+    return {
+        "scenario": scenario,
+        "ctr_s": med["ctr"],
+        "pyctl_s": med["pyctl"],
+        "ratio": med["pyctl"] / med["ctr"],
+    }

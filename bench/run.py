@@ -1,6 +1,6 @@
 """pyctl benchmarks against ctr, in the same run on the same machine.
 
-    bash scripts/dev.sh bench [listing|transfer ...] [--runs N]
+    bash scripts/dev.sh bench [listing|transfer|archive ...] [--runs N]
 
 Results are printed and written to bench/results/<name>.json.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from bench import listing, transfer
+from bench import archive, listing, transfer
 
-SUITES = {"listing": listing.run, "transfer": transfer.run}
+SUITES = {"listing": listing.run, "transfer": transfer.run, "archive": archive.run}
 
 
 def main() -> None:

@@ -16,7 +16,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import alternate, install_pyctl, print_table, save, timed
+from bench.common import (
+    RATIO_COLUMNS,
+    alternate,
+    install_pyctl,
+    print_table,
+    ratio_row,
+    save,
+    timed,
+)
 from integration.testbed import Containerd, Registry, skopeo
 
 LAYERS = 8
@@ -154,14 +162,7 @@ def run(runs: int) -> list[dict[str, Any]]:
             between=lambda: _clean(cd),
         )
         size = f"{LAYERS} x {LAYER_MIB} MiB gzip layers"
-        results.append(
-            {
-                "scenario": f"pull, {size}",
-                "ctr_s": med["ctr"],
-                "pyctl_s": med["pyctl"],
-                "ratio": med["pyctl"] / med["ctr"],
-            }
-        )
+        results.append(ratio_row(f"pull, {size}", med))
 
         # push: the image is local; each run pushes into a brand-new registry.
         cd.ctr("images", "pull", "--plain-http", ref, namespace=NS)
@@ -180,14 +181,7 @@ def run(runs: int) -> list[dict[str, Any]]:
         med = alternate(
             runs, {"ctr": lambda: push_with("ctr"), "pyctl": lambda: push_with("pyctl")}
         )
-        results.append(
-            {
-                "scenario": f"push, {size}",
-                "ctr_s": med["ctr"],
-                "pyctl_s": med["pyctl"],
-                "ratio": med["pyctl"] / med["ctr"],
-            }
-        )
+        results.append(ratio_row(f"push, {size}", med))
         _clean(cd)
 
         build_layout(tmp / "big", 1, BIG_MIB, compress=False)
@@ -209,15 +203,7 @@ def run(runs: int) -> list[dict[str, Any]]:
                 "peak_rss_mib": rss,
             }
         )
-    print_table(
-        [r for r in results if "peak_rss_mib" not in r],
-        [
-            ("scenario", "scenario", ""),
-            ("ctr_s", "ctr s", ".2f"),
-            ("pyctl_s", "pyctl s", ".2f"),
-            ("ratio", "pyctl/ctr", ".2f"),
-        ],
-    )
+    print_table([r for r in results if "peak_rss_mib" not in r], RATIO_COLUMNS)
     for r in results:
         if "peak_rss_mib" in r:
             print(f"{r['scenario']}: {r['peak_rss_mib']:.0f} MiB")

@@ -1,0 +1,92 @@
+"""Archives: `pyctl import` against `ctr images import` (an OCI archive of one image with 8
+random 32 MiB gzip layers, unpack included, everything garbage-collected between runs) and
+`pyctl export` against `ctr images export` of the same image."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    RATIO_COLUMNS,
+    alternate,
+    install_pyctl,
+    print_table,
+    ratio_row,
+    save,
+    timed,
+)
+from bench.transfer import LAYER_MIB, LAYERS, build_layout  # the image pull/push use
+from integration.testbed import Containerd
+
+NS = "bench-archive"
+BASE = "bench/app"  # the layout names its image "1" only: both tools make bench/app:1
+
+
+def _tar_layout(layout: Path, out: Path) -> None:
+    """The layout as an archive, in the order ctr writes one (sorted names)."""
+    with tarfile.open(out, "w") as tf:
+        for p in sorted(layout.rglob("*")):
+            tf.add(p, arcname=str(p.relative_to(layout)), recursive=False)
+
+
+def _clean(cd: Containerd) -> None:
+    """Remove every image, then let GC take content and snapshots; check nothing is left."""
+    names = cd.lines("images", "ls", "-q", namespace=NS)
+    if names:
+        cd.ctr("images", "rm", "--sync", *names, namespace=NS)
+    left = cd.lines("content", "ls", "-q", namespace=NS)
+    left += cd.lines("snapshots", "ls", namespace=NS)[1:]  # (no -q; a header line)
+    if left:
+        raise SystemExit(f"bench: content or snapshots left after cleanup: {left[:3]}")
+
+
+def run(runs: int) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="pyctl-bench-") as tmpname,
+        Containerd(cri=False) as cd,
+    ):
+        tmp = Path(tmpname)
+        pyctl = install_pyctl(tmp / "site")
+        env = dict(os.environ, PYTHONPATH=str(tmp / "site"), CONTAINERD_ADDRESS=cd.address)
+        build_layout(tmp / "layout", LAYERS, LAYER_MIB, compress=True)
+        archive = tmp / "app.tar"
+        _tar_layout(tmp / "layout", archive)
+        ctr = ["ctr", "-a", cd.address, "-n", NS]
+        size = f"{LAYERS} x {LAYER_MIB} MiB gzip layers"
+
+        med = alternate(
+            runs,
+            {
+                "ctr": lambda: timed([*ctr, "images", "import", "--base-name", BASE, str(archive)]),
+                "pyctl": lambda: timed(
+                    [*pyctl, "-n", NS, "import", "--base-name", BASE, str(archive)], env
+                ),
+            },
+            between=lambda: _clean(cd),
+        )
+        results.append(ratio_row(f"import + unpack, {size}", med))
+
+        cd.ctr("images", "import", "--base-name", BASE, str(archive), namespace=NS)
+        out = tmp / "out.tar"
+
+        def export_with(tool: str) -> float:
+            try:
+                if tool == "ctr":
+                    return timed([*ctr, "images", "export", str(out), f"{BASE}:1"])
+                return timed([*pyctl, "-n", NS, "export", str(out), f"{BASE}:1"], env)
+            finally:
+                out.unlink(missing_ok=True)
+
+        med = alternate(
+            runs, {"ctr": lambda: export_with("ctr"), "pyctl": lambda: export_with("pyctl")}
+        )
+        results.append(ratio_row(f"export, {size}", med))
+        _clean(cd)
+    print_table(results, RATIO_COLUMNS)
+    save("archive", results)
+    return results
