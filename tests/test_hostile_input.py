@@ -418,7 +418,8 @@ class _Hostile:
     def __init__(self) -> None:
         self.challenge: list[str] = []
         self.token_body = b"{}"
-        self.manifest: tuple[int, dict[str, str], bytes | None] | None = None
+        self.answer: tuple[int, dict[str, str], bytes | None] | None = None
+        self.endless_token = False
         self.sent = 0
         self.duplicate_length = False
 
@@ -447,30 +448,41 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         h = self.hostile
+        if self.command in ("POST", "PUT"):
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
         if self.path.startswith("/token"):
-            self._send(200, {"Content-Type": "application/json"}, h.token_body)
+            if h.endless_token:
+                self._endless(200, {"Content-Type": "application/json"})
+            else:
+                self._send(200, {"Content-Type": "application/json"}, h.token_body)
             return
-        if h.manifest is not None:
-            code, headers, body = h.manifest
-            if body is None:  # endless
-                self.send_response_only(code)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                piece = b"{" * 65536
-                with contextlib.suppress(OSError):
-                    while h.sent < 64 * MAX_MANIFEST_SIZE:
-                        self.wfile.write(piece)
-                        h.sent += len(piece)
-                self.close_connection = True
-                return
-            self._send(code, headers, body)
+        if h.answer is not None:
+            code, headers, body = h.answer
+            if body is None:
+                self._endless(code, headers)
+            else:
+                self._send(code, headers, body)
             return
         headers = [("WWW-Authenticate", v) for v in h.challenge]
         self._send(401, headers, b'{"errors":[{"code":"UNAUTHORIZED","message":"no"}]}')
 
+    def _endless(self, code: int, headers: Mapping[str, str]) -> None:
+        """An answer without Content-Length whose body never ends (until 256 MiB)."""
+        self.send_response_only(code)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        piece = b"{" * 65536
+        with contextlib.suppress(OSError):
+            while self.hostile.sent < 64 * MAX_MANIFEST_SIZE:
+                self.wfile.write(piece)
+                self.hostile.sent += len(piece)
+        self.close_connection = True
+
     do_HEAD = do_GET
     do_POST = do_GET
+    do_PUT = do_GET
 
 
 @pytest.fixture(scope="module")
@@ -555,7 +567,7 @@ def test_hostile_auth_challenges_end_in_a_registry_error(
     except UnicodeError:
         assume(False)
     state.token_body = token_body
-    state.manifest = None
+    state.answer = None
     reg = _registry(host, with_credentials)
     try:
         with pytest.raises(PyctlError) as info:
@@ -565,14 +577,15 @@ def test_hostile_auth_challenges_end_in_a_registry_error(
         reg.close()
 
 
-def test_manifest_body_is_capped_before_parsing(hostile_server: tuple[_Hostile, str]) -> None:
+def test_bodies_are_capped_before_parsing(hostile_server: tuple[_Hostile, str]) -> None:
     """A manifest answer that never ends (no Content-Length, no digest header: the client has
     to hash the body itself) is cut off at 4 MiB; a HEAD announcing more is refused without a
-    GET; a descriptor bigger than the cap is refused without a request."""
+    GET; a descriptor bigger than the cap is refused without a request. Error bodies, answers
+    to uploads and token answers that never end are cut off too."""
     state, host = hostile_server
     reg = _registry(host)
     try:
-        state.manifest = (200, {"Content-Type": OCI_MANIFEST}, None)
+        state.answer = (200, {"Content-Type": OCI_MANIFEST}, None)
         state.sent = 0
         start = time.monotonic()
         with pytest.raises(RegistryError, match=f"larger than {MAX_MANIFEST_SIZE} bytes"):
@@ -582,7 +595,7 @@ def test_manifest_body_is_capped_before_parsing(hostile_server: tuple[_Hostile, 
         assert state.sent < 16 * MAX_MANIFEST_SIZE
 
         big = str(MAX_MANIFEST_SIZE + 1)
-        state.manifest = (
+        state.answer = (
             200,
             {
                 "Content-Type": OCI_MANIFEST,
@@ -598,14 +611,45 @@ def test_manifest_body_is_capped_before_parsing(hostile_server: tuple[_Hostile, 
         with pytest.raises(RegistryError, match="too large"):
             reg.fetch_bytes(desc)
 
+        # endless error bodies, answers to a PUT, token answers: read up to a cap, no hang
+        json_type = {"Content-Type": "application/json"}
+        for call in (
+            lambda: reg.fetch_bytes(Descriptor(OCI_CONFIG, "sha256:" + "b" * 64, 10)),
+            lambda: reg.put_manifest(reg.hosts[0], "1", desc, b"{}"),
+        ):
+            for code in (404, 201):
+                state.answer = (code, json_type, None)
+                state.sent = 0
+                start = time.monotonic()
+                with pytest.raises(RegistryError):
+                    call()
+                assert time.monotonic() - start < 10
+                assert state.sent < 16 * MAX_MANIFEST_SIZE
+        state.answer = None
+        state.challenge = [f'Bearer realm="http://{host}/token",service="x"']
+        state.endless_token = True
+        state.sent = 0
+        with pytest.raises(PyctlError, match="token server answer is larger than"):
+            reg.resolve("latest")
+        assert state.sent < 16 * MAX_MANIFEST_SIZE
+        state.endless_token = False
+
+        # a Retry-After that is not a number of seconds (nan) is no crash
+        reg.close()
+        reg = _registry(host)
+        state.answer = (503, {"Retry-After": "nan"}, b"")
+        with pytest.raises(RegistryError, match="gave up after 5 attempts"):
+            reg.resolve("latest")
+
         # two Content-Length headers that disagree: an error about the answer, not a crash
         state.duplicate_length = True
-        state.manifest = (200, {"Content-Type": OCI_MANIFEST, "Content-Length": "5"}, b"{}")
+        state.answer = (200, {"Content-Type": OCI_MANIFEST, "Content-Length": "5"}, b"{}")
         with pytest.raises(RegistryError, match="Content-Length"):
             reg.resolve("latest")
     finally:
-        state.manifest = None
+        state.answer = None
         state.duplicate_length = False
+        state.endless_token = False
         reg.close()
 
 

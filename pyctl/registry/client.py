@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import re
@@ -64,6 +65,8 @@ MAX_ATTEMPTS = 5
 MAX_REDIRECTS = 10
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 30.0
+MAX_ANSWER = MAX_MANIFEST_SIZE  # bodies read whole: errors, answers to HEAD/PUT/POST, /v2/
+MAX_TOKEN_ANSWER = 1 << 20
 
 
 def _timeout(name: str, default: float) -> float:
@@ -113,7 +116,7 @@ def decode_error(resp: requests.Response) -> RegistryError:
     text = ""
     code = ""
     try:
-        body = resp.content[:64000] if resp.request.method != "HEAD" else b""
+        body = _body_prefix(resp, 64000) if resp.request.method != "HEAD" else b""
     except (*_TRANSPORT_ERRORS, *_HTTP_ERRORS):
         body = b""
     if body:
@@ -226,7 +229,9 @@ def _retry_after(resp: requests.Response, attempt: int) -> float:
     value = resp.headers.get("Retry-After")
     if value:
         try:
-            return min(max(float(value), 0.0), MAX_RETRY_AFTER)
+            seconds = float(value)
+            if math.isfinite(seconds):
+                return min(max(seconds, 0.0), MAX_RETRY_AFTER)
         except ValueError:
             try:
                 when = parsedate_to_datetime(value).timestamp()
@@ -456,6 +461,7 @@ class Registry:
                     headers=headers,
                     timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
                     allow_redirects=False,
+                    stream=True,
                 )
             except _TRANSPORT_ERRORS as exc:
                 raise TransportError(
@@ -464,12 +470,13 @@ class Registry:
             except _HTTP_ERRORS as exc:
                 raise RegistryError(f"token server {realm}: {_short(str(exc))}") from None
             if resp.status_code == 200:
-                return parse_token_response(resp.content, time.time())
+                return parse_token_response(_read_token(resp), time.time())
             fallback = resp.status_code in (400, 401, 404) or (
                 resp.status_code == 405 and bool(cred.username)
             )
             if not fallback:
                 raise self._token_error(resp, netloc)
+            resp.close()
         # GET with Basic (or anonymous).
         params: list[tuple[str, str]] = []
         if service:
@@ -488,6 +495,7 @@ class Registry:
                 auth=auth,
                 timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
                 allow_redirects=False,
+                stream=True,
             )
         except _TRANSPORT_ERRORS as exc:
             raise TransportError(f"token server: {describe_transport_error(exc, realm)}") from None
@@ -495,7 +503,7 @@ class Registry:
             raise RegistryError(f"token server {realm}: {_short(str(exc))}") from None
         if resp.status_code != 200:
             raise self._token_error(resp, netloc)
-        return parse_token_response(resp.content, time.time())
+        return parse_token_response(_read_token(resp), time.time())
 
     def _token_error(self, resp: requests.Response, netloc: str) -> RegistryError:
         err = decode_error(resp)
@@ -669,12 +677,17 @@ class Registry:
                 current,
                 headers=headers,
                 data=data,
-                stream=stream,
+                stream=True,
                 allow_redirects=False,
                 timeout=(host.dial_timeout or CONNECT_TIMEOUT, READ_TIMEOUT),
             )
             self._log(f"http {method} {current} -> {resp.status_code}")
-            if resp.status_code in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+            redirect = resp.status_code in (301, 302, 303, 307, 308) and "Location" in resp.headers
+            if redirect or not stream:
+                # What requests would read whole, read with a cap: an endless answer must
+                # neither hang nor fill the memory.
+                _load_body(resp, MAX_ANSWER)
+            if redirect:
                 nxt = urljoin(current, resp.headers["Location"])
                 resp.close()
                 if resp.status_code == 303 or (resp.status_code in (301, 302) and method == "POST"):
@@ -1110,6 +1123,44 @@ def _iter_body(resp: requests.Response) -> Iterator[bytes]:
         yield from resp.iter_content(READ_PIECE)  # urllib3 decodes it
         return
     yield from resp.raw.stream(READ_PIECE, decode_content=False)
+
+
+def _load_body(resp: requests.Response, limit: int) -> None:
+    """Read the body of a streamed response into ``resp.content``, at most ``limit`` bytes.
+    Transport errors propagate (the request is then retried)."""
+    buf = bytearray()
+    try:
+        for chunk in resp.iter_content(CHUNK):
+            buf += chunk
+            if len(buf) > limit:
+                raise RegistryError(
+                    f"{resp.request.method} {resp.url}: the answer is larger than {limit} bytes"
+                )
+    finally:
+        resp.close()  # the connection goes back to the pool when the body was read
+    resp._content = bytes(buf)
+
+
+def _body_prefix(resp: requests.Response, limit: int) -> bytes:
+    """The first ``limit`` bytes of the body (an error message), without reading more."""
+    if getattr(resp, "_content", False) is not False:  # read already
+        return (resp.content or b"")[:limit]
+    buf = bytearray()
+    try:
+        for chunk in resp.iter_content(CHUNK):
+            buf += chunk
+            if len(buf) >= limit:
+                break
+    finally:
+        resp.close()
+    return bytes(buf[:limit])
+
+
+def _read_token(resp: requests.Response) -> bytes:
+    try:
+        return _read_capped(resp, MAX_TOKEN_ANSWER, "token server answer")
+    except TransportError as exc:
+        raise TransportError(f"token server: {exc}") from None
 
 
 def _read_capped(resp: requests.Response, limit: int, what: str) -> bytes:
