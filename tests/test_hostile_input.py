@@ -850,3 +850,97 @@ def test_huge_declared_sizes_are_refused() -> None:
         plan(source, root, PlatformFilter(all=True))
     source, root = _image(1, layer_size=2**60)
     assert plan(source, root, PlatformFilter(all=True)).blob_size() > 2**60
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+cli_words = st.sampled_from(
+    [
+        "pull",
+        "push",
+        "images",
+        "image",
+        "ls",
+        "tag",
+        "rmi",
+        "hosts",
+        "inspect",
+        "ps",
+        "namespace",
+        "version",
+        "completion",
+        "bash",
+        "-q",
+        "--format",
+        "-f",
+        "--platform",
+        "--all-platforms",
+        "-a",
+        "--unpack",
+        "--max-concurrent-downloads",
+        "0",
+        "json",
+        "table {{.ID}}",
+        "{{json .}}",
+        "{{.Nope}}",
+        "reference=*",
+        "dangling=maybe",
+        "label=a=b",
+        "linux/amd64",
+        "a/b/c/d",
+        "busybox",
+        "UPPER",
+        "a@sha256:" + "a" * 64,
+        "127.0.0.1:1/x:y",
+        "[::1]/x",
+        "--",
+        "-n",
+        "Bad/NS",
+        "--insecure-registry",
+        "-h",
+        "x" * 300,
+        "\x00",
+        "é",
+    ]
+)
+
+
+@settings(max_examples=200, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(cli_words | st.text(max_size=12), max_size=8))
+def test_command_lines_end_in_an_exit_status_not_a_crash(
+    tmp_path_factory: pytest.TempPathFactory, args: list[str]
+) -> None:
+    """Random command lines, run in-process against a containerd that is not there: an exit
+    status of 0, 1 or 2 and, on failure, one ``pyctl: error:`` line — never an internal
+    error or a traceback."""
+    import io
+
+    from pyctl.cli.main import run
+
+    home = tmp_path_factory.mktemp("home")
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["--address", str(home / "no.sock"), "--hosts-dir", str(home), *args]
+    env = {"HOME": str(home), "DOCKER_CONFIG": str(home), "XDG_CONFIG_HOME": str(home)}
+    with _environment(env), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run(argv)
+    text = err.getvalue()
+    assert code in (0, 1, 2), (code, args, text)
+    assert "internal error" not in text and "Traceback" not in text, (args, text)
+    if code:
+        assert text.splitlines()[-1].startswith("pyctl: error: "), text
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in (*values, "PYCTL_CONFIG", "CONTAINERD_NAMESPACE")}
+    os.environ.update(values)
+    os.environ.pop("PYCTL_CONFIG", None)
+    os.environ.pop("CONTAINERD_NAMESPACE", None)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -220,8 +220,16 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def _report(message: str, code: int) -> int:
-    print(f"pyctl: error: {message}", file=sys.stderr)
+    print(f"pyctl: error: {_one_line(message)}", file=sys.stderr)
     return code
+
+
+def _one_line(text: str) -> str:
+    """``text`` with control and line-breaking characters escaped (they come from arguments,
+    files and registries): the error stays one line a script can parse."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 def main() -> NoReturn:
