@@ -425,3 +425,12 @@ def pull_bed(
     tmp_path: Path,
 ) -> PullBed:
     return PullBed(containerd, namespace, pyctl, registry, fault_proxy, image_factory, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def non_loopback_ip() -> str:
+    """An address of this machine outside 127.0.0.0/8 (registries there are not loopback
+    registries: TLS is verified, plain HTTP needs permission)."""
+    from integration.registry_helpers import non_loopback_address
+
+    return non_loopback_address()

@@ -242,3 +242,19 @@ def images_check(containerd: Containerd, namespace: str) -> dict[str, tuple[str,
             # REF TYPE DIGEST STATUS (n/n) SIZE… UNPACKED
             out[f[0]] = (f[3], f[-1] == "true")
     return out
+
+
+def non_loopback_address() -> str:
+    """An IPv4 address of this machine that is not a loopback address (a /32 ``host LOCAL``
+    route outside 127.0.0.0/8), for registries that must not count as loopback ones; traffic
+    to it stays on this machine. Fails the test when there is none."""
+    import ipaddress
+    import itertools
+
+    lines = Path("/proc/net/fib_trie").read_text().splitlines()
+    for prev, line in itertools.pairwise(lines):
+        if line.strip() == "/32 host LOCAL" and "|--" in prev:
+            ip = ipaddress.ip_address(prev.split("|--", 1)[1].strip())
+            if not ip.is_loopback:
+                return str(ip)
+    raise AssertionError("this machine has no non-loopback IPv4 address (see /proc/net/fib_trie)")

@@ -42,7 +42,6 @@ from integration.registry_helpers import (
 from integration.testbed import CertAuthority, Containerd, write_cert_dir
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
-NON_LOOPBACK = "192.0.2.2"  # this machine's eth0 address: local, but not loopback
 
 
 def b64(text: str) -> str:
@@ -148,9 +147,9 @@ def test_debug_output_redacts_auth_fields_identity_and_access_tokens(
 
 
 @pytest.fixture
-def plain_proxy(basic_registry: SecureRegistry) -> Iterator[FaultProxy]:
+def plain_proxy(basic_registry: SecureRegistry, non_loopback_ip: str) -> Iterator[FaultProxy]:
     """Plain HTTP on a non-loopback address, in front of the (HTTPS, htpasswd) registry."""
-    with FaultProxy(basic_registry, host=NON_LOOPBACK) as proxy:
+    with FaultProxy(basic_registry, host=non_loopback_ip) as proxy:
         yield proxy
 
 
@@ -167,8 +166,9 @@ def test_basic_credentials_stay_off_plain_http_unless_allowed(
 ) -> None:
     _seed(sk, image_factory, basic_registry, "team/app")
     loopback = FaultProxy(basic_registry).start()
-    tls = cert_authority.issue_server_cert(f"nl-{uuid.uuid4().hex[:8]}", hosts=(NON_LOOPBACK,))
-    https = FaultProxy(basic_registry, tls=tls, host=NON_LOOPBACK).start()
+    here = plain_proxy.bind_host
+    tls = cert_authority.issue_server_cert(f"nl-{uuid.uuid4().hex[:8]}", hosts=(here,))
+    https = FaultProxy(basic_registry, tls=tls, host=here).start()
     try:
         cfg = docker_config(
             tmp_path / "docker",

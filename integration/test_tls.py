@@ -1,7 +1,7 @@
 """TLS: certificates are verified by default, and each way verification can fail says so in
 one line with what to do; so does each way mutual TLS can fail.
 
-The registries here listen on this machine's non-loopback address (192.0.2.2) with no
+The registries here listen on a non-loopback address of this machine with no
 configuration at all unless a case adds a CA: loopback registries are insecure by default
 (pyctl, like containerd and docker, skips verification for 127.0.0.0/8, ::1 and localhost
 when nothing is configured for them), as test_verification_is_on_by_default shows.
@@ -29,7 +29,7 @@ from integration.registry_helpers import (
 )
 from integration.testbed import CertAuthority, CertPair, Containerd, Registry, write_cert_dir
 
-NON_LOOPBACK = "192.0.2.2"
+HERE = "<this machine's non-loopback address>"  # placeholder in CERTS
 
 
 @pytest.fixture
@@ -39,8 +39,8 @@ def seeded(registry: Registry, image_factory: ImageFactory, tmp_path: Path) -> R
     return registry
 
 
-def _tls_proxy(upstream: Registry, cert: CertPair) -> FaultProxy:
-    return FaultProxy(upstream, tls=cert, host=NON_LOOPBACK).start()
+def _tls_proxy(upstream: Registry, cert: CertPair, address: str) -> FaultProxy:
+    return FaultProxy(upstream, tls=cert, host=address).start()
 
 
 @pytest.fixture
@@ -56,13 +56,13 @@ CERTS = {
     # case -> (issuer, SANs, expired, fragments of the error)
     "unknown-ca": (
         "other",
-        (NON_LOOPBACK,),
+        (HERE,),
         False,
         ("x509: unable to get local issuer certificate", "add the registry's CA", "--insecure"),
     ),
     "expired": (
         "ours",
-        (NON_LOOPBACK,),
+        (HERE,),
         True,
         ("x509: certificate has expired", "outside its validity period"),
     ),
@@ -83,6 +83,7 @@ def test_server_certificate_verification(
     seeded: Registry,
     cert_authority: CertAuthority,
     other_ca: CertAuthority,
+    non_loopback_ip: str,
     tmp_path: Path,
     case: str,
 ) -> None:
@@ -92,7 +93,9 @@ def test_server_certificate_verification(
     verification) then works, which shows the certificate was the only problem."""
     issuer, sans, expired, fragments = CERTS[case]
     ca = other_ca if issuer == "other" else cert_authority
-    proxy = _tls_proxy(seeded, ca.issue_server_cert(_name(case), hosts=sans, expired=expired))
+    sans = tuple(non_loopback_ip if h == HERE else h for h in sans)
+    cert = ca.issue_server_cert(_name(case), hosts=sans, expired=expired)
+    proxy = _tls_proxy(seeded, cert, non_loopback_ip)
     try:
         hosts = tmp_path / "certs.d"
         write_cert_dir(hosts / proxy.host, ca=cert_authority.cert_path)
@@ -116,13 +119,14 @@ def test_verification_is_on_by_default(
     pyctl: PyctlRunner,
     seeded: Registry,
     cert_authority: CertAuthority,
+    non_loopback_ip: str,
     tmp_path: Path,
 ) -> None:
     """No hosts directory, no flag: a registry with a perfectly good certificate from a CA
     the system does not trust is refused; with the CA configured it works. A loopback
     registry with no configuration is not verified (containerd's and docker's rule)."""
-    good = cert_authority.issue_server_cert(_name("good"), hosts=(NON_LOOPBACK, "127.0.0.1"))
-    proxy = _tls_proxy(seeded, good)
+    good = cert_authority.issue_server_cert(_name("good"), hosts=(non_loopback_ip, "127.0.0.1"))
+    proxy = _tls_proxy(seeded, good, non_loopback_ip)
     loopback = FaultProxy(seeded, tls=good).start()
     try:
         nothing = ["--hosts-dir", str(tmp_path / "empty")]
