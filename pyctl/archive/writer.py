@@ -87,7 +87,8 @@ class ArchiveWriter:
         pass
 
     def missing(self, descs: Sequence[Descriptor]) -> set[str]:
-        return {d.digest for d in descs if d.digest not in self.blobs | self.documents.keys()}
+        have = self.blobs.keys() | self.documents.keys()
+        return {d.digest for d in descs if d.digest not in have}
 
     def write_blob(self, desc: Descriptor, source: Source, progress: Progress) -> str:
         self.blobs[desc.digest] = desc
