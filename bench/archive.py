@@ -5,6 +5,7 @@ random 32 MiB gzip layers, unpack included, everything garbage-collected between
 from __future__ import annotations
 
 import os
+import shlex
 import tarfile
 import tempfile
 from pathlib import Path
@@ -14,6 +15,7 @@ from bench.common import (
     RATIO_COLUMNS,
     alternate,
     install_pyctl,
+    peak_rss_mib,
     print_table,
     ratio_row,
     save,
@@ -71,6 +73,21 @@ def run(runs: int) -> list[dict[str, Any]]:
         )
         results.append(ratio_row(f"import + unpack, {size}", med))
 
+        # the same archive on stdin: one pass, nothing buffered whole
+        def from_stdin(cmd: list[str]) -> list[str]:
+            return ["sh", "-c", f"exec {shlex.join(cmd)} < {shlex.quote(str(archive))}"]
+
+        ctr_stdin = from_stdin([*ctr, "images", "import", "--base-name", BASE, "-"])
+        pyctl_stdin = from_stdin([*pyctl, "-n", NS, "import", "--base-name", BASE, "-"])
+        med = alternate(
+            runs,
+            {"ctr": lambda: timed(ctr_stdin), "pyctl": lambda: timed(pyctl_stdin, env)},
+            between=lambda: _clean(cd),
+        )
+        results.append(ratio_row(f"import + unpack from stdin, {size}", med))
+        rss = peak_rss_mib(pyctl_stdin, env)
+        _clean(cd)
+
         cd.ctr("images", "import", "--base-name", BASE, str(archive), namespace=NS)
         out = tmp / "out.tar"
 
@@ -88,5 +105,15 @@ def run(runs: int) -> list[dict[str, Any]]:
         results.append(ratio_row(f"export, {size}", med))
         _clean(cd)
     print_table(results, RATIO_COLUMNS)
+    print(f"pyctl import from stdin, peak RSS: {rss:.0f} MiB")
+    results.append(
+        {
+            "scenario": f"pyctl import from stdin peak RSS, {size}",
+            "ctr_s": float("nan"),
+            "pyctl_s": float("nan"),
+            "ratio": float("nan"),
+            "peak_rss_mib": rss,
+        }
+    )
     save("archive", results)
     return results

@@ -45,6 +45,16 @@ def timed(cmd: Sequence[str], env: dict[str, str] | None = None) -> float:
     return elapsed
 
 
+def peak_rss_mib(cmd: Sequence[str], env: dict[str, str]) -> float:
+    """Run ``cmd`` once under /usr/bin/time; its peak resident set size in MiB."""
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", *cmd], env=env, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(cmd)} failed: {proc.stderr.strip()}")
+    return int(proc.stderr.strip().splitlines()[-1]) / 1024
+
+
 def alternate(
     runs: int,
     steps: dict[str, Callable[[], float]],

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
@@ -20,6 +19,7 @@ from bench.common import (
     RATIO_COLUMNS,
     alternate,
     install_pyctl,
+    peak_rss_mib,
     print_table,
     ratio_row,
     save,
@@ -124,15 +124,6 @@ def _clean(cd: Containerd) -> None:
         raise SystemExit(f"bench: content left after cleanup: {left[:3]}")
 
 
-def _peak_rss_mib(cmd: list[str], env: dict[str, str]) -> float:
-    proc = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", *cmd], env=env, capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"bench: {' '.join(cmd)} failed: {proc.stderr.strip()}")
-    return int(proc.stderr.strip().splitlines()[-1]) / 1024
-
-
 def run(runs: int) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     with (
@@ -192,7 +183,7 @@ def run(runs: int) -> list[dict[str, Any]]:
             f"docker://{reg.host}/bench/big:1",
         )
         shutil.rmtree(tmp / "big")
-        rss = _peak_rss_mib([*pyctl, "-n", NS, "pull", "-q", f"{reg.host}/bench/big:1"], env)
+        rss = peak_rss_mib([*pyctl, "-n", NS, "pull", "-q", f"{reg.host}/bench/big:1"], env)
         _clean(cd)
         results.append(
             {
