@@ -15,7 +15,7 @@ import pytest
 
 from pyctl.archive.layout import Layout, manifest_json, read_layout
 from pyctl.archive.names import Naming, docker_repo_tag, ref_object, repo_tag
-from pyctl.archive.reader import FileArchive, verified
+from pyctl.archive.reader import FileArchive
 from pyctl.archive.tarball import (
     ArchiveError,
     Tree,
@@ -25,7 +25,7 @@ from pyctl.archive.tarball import (
     open_stream,
     walk_stream,
 )
-from pyctl.archive.writer import ArchiveWriter
+from pyctl.archive.writer import ArchiveWriter, verified
 from pyctl.copy import NoProgress, PlatformFilter, plan
 from pyctl.errors import InvalidReferenceError
 from pyctl.oci import (

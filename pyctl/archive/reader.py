@@ -10,8 +10,8 @@
   labels, unpacks and registers. Nothing is buffered whole: a 2 GiB archive on stdin costs
   a few MiB.
 
-Both verify what they hand out: small documents by the copy engine, blobs by digest as they
-are read (by offset) or by containerd when committed (streamed).
+What they hand out is verified: small documents by the copy engine, blobs by containerd when
+it commits them (against the digest the archive names or pyctl computed).
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ MEMORY_BUDGET = 64 << 20  # ...as long as they add up to no more than this
 
 def missing_blob(desc: Descriptor, path: str) -> ArchiveError:
     return ArchiveError(f"blob {desc.digest} ({path}) is missing from the archive")
+
+
+def mismatch(path: str, digest: str) -> ArchiveError:
+    return ArchiveError(f"{path} does not match its digest {digest}")
 
 
 def _too_big(path: str, size: int, limit: int) -> ArchiveError:
@@ -129,31 +133,8 @@ class FileArchive:
         return self._pread(member, 0, member.size)
 
     def open(self, desc: Descriptor, offset: int) -> Iterable[bytes]:
-        member = self._member(desc)
-        if offset:
-            return self._chunks(member, offset)  # containerd checks the whole at commit
-        problem = f"{member.path} does not match its digest {desc.digest}"
-        return verified(self._chunks(member, 0), desc, problem)
-
-
-def verified(chunks: Iterable[bytes], desc: Descriptor, problem: str) -> Iterator[bytes]:
-    """Pass ``chunks`` through, failing with ``problem`` before the last one goes if they are
-    not ``desc.size`` bytes hashing to ``desc.digest`` (so that nothing bad is committed)."""
-    h = hashlib.sha256()
-    n = 0
-    pending: bytes | None = None
-    for chunk in chunks:
-        if pending is not None:
-            yield pending
-        h.update(chunk)
-        n += len(chunk)
-        if n > desc.size:
-            break
-        pending = chunk
-    if n != desc.size or "sha256:" + h.hexdigest() != desc.digest:
-        raise ArchiveError(problem)
-    if pending is not None:
-        yield pending
+        # containerd checks size and digest at commit (see import_archive for the message)
+        return self._chunks(self._member(desc), offset)
 
 
 class StreamArchive:
@@ -196,9 +177,10 @@ class StreamArchive:
         if digest is None:
             digest = content.write_unknown(self.client, ref, size, chunks)
         else:
-            problem = f"{path} does not match its digest {digest}"
-            chunks = verified(chunks, Descriptor("", digest, size), problem)
-            content.write_blob(self.client, ref, digest, size, _once(chunks, path))
+            try:
+                content.write_blob(self.client, ref, digest, size, _once(chunks, path))
+            except content.ContentMismatch:
+                raise mismatch(path, digest) from None
         self.written[path] = digest
 
     def _heading(self, path: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -256,7 +238,7 @@ class StreamArchive:
             raise missing_blob(desc, path)
         data = self.memory.get(real)
         if data is None and self.written.get(real) != desc.digest:
-            raise ArchiveError(f"{path} does not match its digest {desc.digest}")
+            raise mismatch(path, desc.digest)
         return real, data
 
     def has(self, desc: Descriptor) -> bool:

@@ -9,9 +9,10 @@ byte-identical archives.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tarfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -23,7 +24,7 @@ from pyctl.archive.layout import (
     blob_path,
 )
 from pyctl.archive.names import docker_repo_tag, ref_object
-from pyctl.archive.reader import verified
+from pyctl.archive.tarball import ArchiveError
 from pyctl.copy import ManifestNode, Plan, Progress, Source
 from pyctl.oci import (
     ANNOTATION_IMAGE_NAME,
@@ -199,6 +200,26 @@ class ArchiveWriter:
             out.write(padding(item.size))
             progress.done(item, "done")
         out.write(END_OF_ARCHIVE)
+
+
+def verified(chunks: Iterable[bytes], desc: Descriptor, problem: str) -> Iterator[bytes]:
+    """Pass ``chunks`` through, failing with ``problem`` before the last one goes if they are
+    not ``desc.size`` bytes hashing to ``desc.digest`` (so that nothing bad is committed)."""
+    h = hashlib.sha256()
+    n = 0
+    pending: bytes | None = None
+    for chunk in chunks:
+        if pending is not None:
+            yield pending
+        h.update(chunk)
+        n += len(chunk)
+        if n > desc.size:
+            break
+        pending = chunk
+    if n != desc.size or "sha256:" + h.hexdigest() != desc.digest:
+        raise ArchiveError(problem)
+    if pending is not None:
+        yield pending
 
 
 def _best(nodes: Sequence[ManifestNode], want: Sequence[Platform]) -> ManifestNode | None:

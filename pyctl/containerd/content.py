@@ -191,10 +191,16 @@ def write_blob(
                 abort(client, ref)
             if bad.resumed and attempt == 1:
                 continue
-            raise PyctlError(
-                f"blob {digest}: content does not match its digest (corrupted download?)"
-            ) from None
+            raise ContentMismatch(digest) from None
     raise AssertionError("unreachable")
+
+
+class ContentMismatch(PyctlError):
+    """containerd refused a blob: the bytes written do not have its digest."""
+
+    def __init__(self, digest: str) -> None:
+        super().__init__(f"blob {digest}: content does not match its digest (corrupted download?)")
+        self.digest = digest
 
 
 class _BadContent(Exception):
@@ -346,9 +352,7 @@ def write_unknown(
             yield chunk
 
     try:
-        retry_unavailable(
-            lambda: _write_once(client, ref, "", size, opener, {}, progress, hasher)
-        )
+        retry_unavailable(lambda: _write_once(client, ref, "", size, opener, {}, progress, hasher))
     except _BadContent:
         with contextlib.suppress(PyctlError):
             abort(client, ref)

@@ -12,11 +12,12 @@ from typing import IO, cast
 
 from pyctl.archive.layout import Layout, read_layout
 from pyctl.archive.names import Naming
-from pyctl.archive.reader import FileArchive, StreamArchive, missing_blob
+from pyctl.archive.reader import FileArchive, StreamArchive, mismatch, missing_blob
 from pyctl.archive.tarball import compression_of, open_stream
 from pyctl.archive.writer import ArchiveWriter
 from pyctl.containerd import images
 from pyctl.containerd.client import Client
+from pyctl.containerd.content import ContentMismatch
 from pyctl.containerd.images import ImageRecord
 from pyctl.containerd.store import SOURCE_LABEL_PREFIX, ContainerdStore
 from pyctl.copy import NoProgress, Plan, PlatformFilter, Progress, copy, default_filter, plan
@@ -106,7 +107,10 @@ def import_archive(
             )
             # a streamed archive showed its progress while it was read: its blobs are in
             blobs = progress if isinstance(archive, FileArchive) else None
-            copy(archive, store, the_plan, concurrency=concurrency, progress=blobs)
+            try:
+                copy(archive, store, the_plan, concurrency=concurrency, progress=blobs)
+            except ContentMismatch as exc:
+                raise mismatch(layout.path_of(exc.digest), exc.digest) from None
             for name, entry in named:
                 records.append(ImageRecord(name=name, target=entry))
                 done.append(Imported(name, entry.digest, bool(store.unpacked)))
