@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import posixpath
 import tarfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Self, cast
@@ -75,6 +76,8 @@ def link_target(path: str, linkname: str, *, symbolic: bool) -> str:
     return joined
 
 
+# what reading a damaged archive raises: tarfile's errors, a cut-off or corrupt gzip stream
+_READ_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error)
 _REGULAR = {tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE}
 
 
@@ -182,6 +185,8 @@ def _tar_error(exc: BaseException) -> ArchiveError:
     text = str(exc)
     if isinstance(exc, EOFError) or "unexpected end" in text or "truncated" in text:
         return UnexpectedEnd()
+    if isinstance(exc, zlib.error):
+        return ArchiveError(f"invalid gzip data ({exc})")
     if isinstance(exc, OSError) and not isinstance(exc, tarfile.TarError):
         return ArchiveError(f"cannot read the archive: {exc.strerror or exc}")
     return ArchiveError(f"not a valid tar archive ({text or type(exc).__name__})")
@@ -202,7 +207,7 @@ def scan_file(fileobj: IO[bytes]) -> Tree:
             _raise_problem(tf)
     except ArchiveError:
         raise
-    except (tarfile.TarError, EOFError, OSError) as exc:
+    except _READ_ERRORS as exc:
         raise _tar_error(exc) from None
     tree.check_links()
     return tree
@@ -223,7 +228,7 @@ class StreamEntry:
         while left:
             try:
                 data = self.reader.read(min(CHUNK, left))
-            except (tarfile.TarError, EOFError, OSError) as exc:
+            except _READ_ERRORS as exc:
                 raise _tar_error(exc) from None
             if not data:
                 raise UnexpectedEnd
@@ -248,7 +253,7 @@ def walk_stream(stream: IO[bytes]) -> Iterator[StreamEntry]:
             _raise_problem(tf)
     except ArchiveError:
         raise
-    except (tarfile.TarError, EOFError, OSError) as exc:
+    except _READ_ERRORS as exc:
         raise _tar_error(exc) from None
 
 
