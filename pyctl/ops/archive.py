@@ -75,10 +75,14 @@ def import_archive(
     snapshotter: str = "overlayfs",
     progress: Progress | None = None,
     note: Callable[[str], None] = lambda _text: None,
-    concurrency: int = 3,
+    concurrency: int = 2,
 ) -> list[Imported]:
     """Copy every image of the archive into containerd, then name them. Nothing is named
-    unless everything was copied (and unpacked): a failed import leaves no image record."""
+    unless everything was copied (and unpacked): a failed import leaves no image record.
+
+    Two layers at a time: writing is bound by containerd (it hashes and stores every byte),
+    so more streams do not write faster; fewer let the first layer land, and its unpack
+    start, sooner, and leave fewer layers to unpack once the last one is in."""
     progress = progress or NoProgress()
     filt = default_filter(platforms, all_platforms)
     with source.open() as (raw, head, size), client.lease_context():
