@@ -149,9 +149,9 @@ def test_pull_racing_rmi_never_leaves_a_broken_record(pull_bed: PullBed) -> None
     a record that exists is complete and unpacked."""
     bed, cd, ns = pull_bed, pull_bed.containerd, pull_bed.namespace
     _, name = bed.seed("race", big=1 << 20)
-    for i in range(8):
+    for i in range(6):
         pull = bed.start("pull", name)
-        time.sleep(0.08 * i)
+        time.sleep(0.1 * i)
         rmi = bed.pyctl("rmi", name)
         pulled = bed.finish(pull)
         assert pulled.returncode == 0, pulled
