@@ -413,13 +413,17 @@ def test_save_to_stdout_round_trip_and_terminal(bed: Bed, busybox_image: Archive
     proc = bed.pyctl("import", str(exported), namespace=bed.ns)
     assert assert_success(proc) == [_unpack_line(BUSYBOX_NAME, img.manifest_digest)]
 
-    # never a tar on a terminal
+    # never a tar on a terminal, nor read from one
     main_fd, sub_fd = os.openpty()
     try:
         proc_b = bed.run("save", "busybox", namespace=bed.ns, stdout=sub_fd)
+        proc_in = bed.run("load", namespace=bed.ns, stdin=sub_fd)
     finally:
         os.close(sub_fd)
         os.close(main_fd)
+    assert proc_in.returncode == 1 and proc_in.stderr == (
+        b"pyctl: error: load: stdin is a terminal: give an archive with -i FILE or pipe one in\n"
+    )
     assert proc_b.returncode == 1
     assert proc_b.stderr.decode().splitlines() == [
         "pyctl: error: save: refusing to write a tar archive to a terminal "

@@ -48,7 +48,9 @@ def _failing_as(what: str, progress: Any) -> Iterator[None]:
         yield
     except PyctlError as exc:
         progress.close()
-        raise PyctlError(f"{what}: {exc}") from None
+        err = PyctlError(f"{what}: {exc}")
+        err.exit_code = exc.exit_code
+        raise err from None
     except BaseException:
         progress.close()
         raise
@@ -80,6 +82,9 @@ def _import(
     from pyctl.archive.names import Naming
     from pyctl.ops.archive import ImportSource, import_archive
 
+    if path == "-" and sys.stdin.isatty():
+        how = "-i FILE" if verb == "load" else "a FILE"
+        raise PyctlError(f"{verb}: stdin is a terminal: give an archive with {how} or pipe one in")
     label = "stdin" if path == "-" else path
     progress = _progress(quiet, "Importing", _file_size(path))
     with _failing_as(f"{verb} {label}", progress):
@@ -167,8 +172,6 @@ def load_cmd(
     zstd, and prints `Loaded image: NAME` for each."""
     from pyctl.reference import familiarize
 
-    if input_ == "-" and sys.stdin.isatty():
-        raise PyctlError("load: stdin is a terminal: give an archive with -i FILE or pipe one in")
     done = _import(
         app, input_, verb="load", platforms=platforms, all_platforms=all_platforms, quiet=quiet
     )
