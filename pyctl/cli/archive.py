@@ -14,7 +14,7 @@ import click
 from pyctl.cli.complete import complete_images
 from pyctl.cli.main import App
 from pyctl.cli.registry import _platform_options
-from pyctl.errors import PyctlError
+from pyctl.errors import PyctlError, prefixed
 
 F = TypeVar("F", bound=Callable[..., Any])
 LARGE = 16 << 20  # bars only for archives at least this big (or of unknown size)
@@ -39,22 +39,6 @@ def _noter(progress: Any) -> Callable[[str], None]:
             click.echo(f"note: {text}", err=True)
 
     return note
-
-
-@contextmanager
-def _failing_as(what: str, progress: Any) -> Iterator[None]:
-    """Errors as one line that says which command and file failed; bars closed either way."""
-    try:
-        yield
-    except PyctlError as exc:
-        progress.close()
-        err = PyctlError(f"{what}: {exc}")
-        err.exit_code = exc.exit_code
-        raise err from None
-    except BaseException:
-        progress.close()
-        raise
-    progress.close()
 
 
 def _file_size(path: str) -> int | None:
@@ -87,7 +71,7 @@ def _import(
         raise PyctlError(f"{verb}: stdin is a terminal: give an archive with {how} or pipe one in")
     label = "stdin" if path == "-" else path
     progress = _progress(quiet, "Importing", _file_size(path))
-    with _failing_as(f"{verb} {label}", progress):
+    with progress, prefixed(f"{verb} {label}"):
         naming = Naming.create(base_name, digests=digests, name_unnamed=verb == "load")
         return import_archive(
             app.client(),
@@ -216,7 +200,7 @@ def _export(
     from pyctl.ops.archive import export_images
 
     progress = _progress(False, "Exporting", None)
-    with _failing_as(verb if out == "-" else f"{verb} {out}", progress), _output(out) as f:
+    with progress, prefixed(verb if out == "-" else f"{verb} {out}"), _output(out) as f:
         export_images(
             app.client(),
             names,
