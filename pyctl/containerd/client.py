@@ -12,7 +12,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
@@ -124,6 +124,14 @@ def translate(err: grpc.RpcError, address: str, what: str = "") -> PyctlError:
     if code == grpc.StatusCode.CANCELLED:
         return ContainerdError(f"{prefix}cancelled", code)
     return ContainerdError(prefix + details, code)
+
+
+def timestamp(ts: Any) -> datetime | None:
+    """A protobuf Timestamp from containerd as an aware datetime; None when unset or Go's zero
+    time (year 1), which containerd sends for "never"."""
+    if ts.seconds <= 0:
+        return None
+    return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, tz=UTC)
 
 
 def _rfc3339_local(dt: datetime) -> str:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import grpc
 
 from pyctl._api.services.containers.v1 import containers_pb2
 from pyctl._api.services.tasks.v1 import tasks_pb2
-from pyctl.containerd.client import Client, ContainerdError
+from pyctl.containerd.client import Client, ContainerdError, timestamp
 
 # containerd.v1.types.Status
 TASK_STATUS = {0: "unknown", 1: "created", 2: "running", 3: "stopped", 4: "paused", 5: "pausing"}
@@ -48,12 +48,6 @@ class Container:
         return (str(line) + " ".join(str(a) for a in args)).strip()
 
 
-def _ts(ts: Any) -> datetime | None:
-    if ts.seconds <= 0:  # unset, or Go's zero time (year 1)
-        return None
-    return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, tz=UTC)
-
-
 def _spec(any_msg: Any) -> Mapping[str, Any]:
     if not any_msg.value:
         return {}
@@ -72,7 +66,7 @@ def _container(msg: Any) -> Container:
         runtime=msg.runtime.name,
         snapshotter=msg.snapshotter,
         snapshot_key=msg.snapshot_key,
-        created_at=_ts(msg.created_at),
+        created_at=timestamp(msg.created_at),
         spec=_spec(msg.spec),
     )
 
@@ -100,6 +94,6 @@ def list_tasks(client: Client) -> dict[str, Task]:
             pid=p.pid,
             status=TASK_STATUS.get(p.status, "unknown"),
             exit_status=p.exit_status,
-            exited_at=_ts(p.exited_at),
+            exited_at=timestamp(p.exited_at),
         )
     return out

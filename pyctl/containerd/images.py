@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pyctl._api.services.images.v1 import images_pb2
 from pyctl._api.types import descriptor_pb2
-from pyctl.containerd.client import Client, ContainerdAlreadyExists, ContainerdNotFound
+from pyctl.containerd.client import Client, ContainerdAlreadyExists, ContainerdNotFound, timestamp
 from pyctl.oci import Descriptor
 
 
@@ -20,13 +20,6 @@ class ImageRecord:
     labels: Mapping[str, str] = field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
-
-
-def _ts(msg: Any, name: str) -> datetime | None:
-    if not msg.HasField(name):
-        return None
-    ts = getattr(msg, name)
-    return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, tz=UTC)
 
 
 def _record(msg: Any) -> ImageRecord:
@@ -40,8 +33,8 @@ def _record(msg: Any) -> ImageRecord:
             annotations=dict(t.annotations),
         ),
         labels=dict(msg.labels),
-        created_at=_ts(msg, "created_at"),
-        updated_at=_ts(msg, "updated_at"),
+        created_at=timestamp(msg.created_at),
+        updated_at=timestamp(msg.updated_at),
     )
 
 
