@@ -58,17 +58,20 @@ def list_infos(client: Client, filters: Iterable[str] = ()) -> list[ContentInfo]
     return [_info(i) for resp in client.stream("content", "List", req) for i in resp.info]
 
 
-def update_labels(client: Client, digest: str, labels: Mapping[str, str]) -> None:
-    """Set (or, with an empty value, delete) individual labels on a blob."""
-    if not labels:
-        return
+def label_request(digest: str, labels: Mapping[str, str]) -> Any:
+    """An Update that sets (or, with an empty value, deletes) just these labels of a blob."""
     from google.protobuf import field_mask_pb2
 
-    req = content_pb2.UpdateRequest(
+    return content_pb2.UpdateRequest(
         info=content_pb2.Info(digest=digest, labels=dict(labels)),
         update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]),
     )
-    client.call("content", "Update", req, what=f"label {digest}")
+
+
+def update_labels(client: Client, digest: str, labels: Mapping[str, str]) -> None:
+    """Set (or, with an empty value, delete) individual labels on a blob."""
+    if labels:
+        client.call("content", "Update", label_request(digest, labels), what=f"label {digest}")
 
 
 def read_chunks(client: Client, digest: str, offset: int = 0, size: int = 0) -> Iterator[bytes]:

@@ -336,17 +336,11 @@ class ContainerdStore:
 
 
 def _update_many(client: Client, wanted: Mapping[str, Mapping[str, str]]) -> None:
-    from google.protobuf import field_mask_pb2
-
-    from pyctl._api.services.content.v1 import content_pb2
-
-    futures: list[Any] = []
-    for digest, labels in wanted.items():
-        req = content_pb2.UpdateRequest(
-            info=content_pb2.Info(digest=digest, labels=dict(labels)),
-            update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]),
-        )
-        futures.append(client.future("content", "Update", req))
+    """content.update_labels for many blobs at once (concurrent calls)."""
+    futures: list[Any] = [
+        client.future("content", "Update", content.label_request(digest, labels))
+        for digest, labels in wanted.items()
+    ]
     for fut in futures:
         with contextlib.suppress(ContainerdNotFound):
             client.result(fut)
