@@ -130,7 +130,7 @@ class ContainerdStore:
         self.snapshotter = snapshotter
         self.unpack_mode = unpack
         self.source_label = (
-            (SOURCE_LABEL_PREFIX + _hostname(source_host), source_repo)
+            (source_label_key(source_host), source_repo)
             if source_host and source_repo
             else None
         )
@@ -325,7 +325,7 @@ class ContainerdStore:
 
     def add_source(self, digests: Iterable[str], host: str, repo: str) -> None:
         """After a push: remember that these blobs are now also in ``host/repo``."""
-        key = SOURCE_LABEL_PREFIX + _hostname(host)
+        key = source_label_key(host)
         have = self.info_labels(digests)
         wanted = {}
         for d, labels in have.items():
@@ -346,8 +346,11 @@ def _update_many(client: Client, wanted: Mapping[str, Mapping[str, str]]) -> Non
             client.result(fut)
 
 
-def _hostname(host: str) -> str:
-    """The distribution.source key drops the port (``myreg:5000`` → ``myreg``)."""
+def source_label_key(host: str) -> str:
+    """``containerd.io/distribution.source.<host>``; the key drops the port
+    (``myreg:5000`` → ``myreg``), as containerd does."""
     if host.startswith("["):
-        return host[1 : host.index("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        name = host[1 : host.index("]")] if "]" in host else host
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return SOURCE_LABEL_PREFIX + name

@@ -8,12 +8,7 @@ from typing import Any
 
 from pyctl.containerd import images
 from pyctl.containerd.client import Client, ContainerdNotFound
-from pyctl.containerd.store import (
-    SOURCE_LABEL_PREFIX,
-    ContainerdStore,
-    LocalFirstSource,
-    _hostname,
-)
+from pyctl.containerd.store import ContainerdStore, LocalFirstSource, source_label_key
 from pyctl.copy import PlatformFilter, Progress, copy, default_filter, plan
 from pyctl.errors import InvalidReferenceError, NotFoundError, PyctlError
 from pyctl.oci import Descriptor, Index, is_index
@@ -154,7 +149,7 @@ def push(
         raise PyctlError(
             f"push {ref_text}: layer {missing[0]} is not in containerd (pull the image again)"
         )
-    key = SOURCE_LABEL_PREFIX + _hostname(ref.domain)
+    key = source_label_key(ref.domain)
     mount_from = {
         d: [r for r in lab.get(key, "").split(",") if r and r != ref.path]
         for d, lab in labels.items()
