@@ -104,6 +104,9 @@ class ArchiveWriter:
     def commit(self, plan: Plan) -> None:
         pass
 
+    def consumes_in_order(self) -> bool:
+        return False
+
     def abort(self) -> None:
         pass
 

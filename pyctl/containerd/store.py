@@ -284,6 +284,9 @@ class ContainerdStore:
     def blob_ready(self, desc: Descriptor) -> None:
         self._event(desc.digest).set()
 
+    def consumes_in_order(self) -> bool:
+        return bool(self._unpackers)
+
     def abort(self) -> None:
         self._abort.set()
         for t in self._unpackers:

@@ -27,7 +27,7 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
+from requests.adapters import BaseAdapter, HTTPAdapter
 
 from pyctl.errors import NotFoundError, PyctlError
 from pyctl.oci import (
@@ -260,6 +260,29 @@ class _TLSAdapter(HTTPAdapter):
         return super().proxy_manager_for(*args, **kwargs)
 
 
+class _LazyTLSAdapter(BaseAdapter):
+    """The https adapter, built at the first https request: its TLS context (the system CA
+    store, CA files, client certificates) costs some 30 ms, which a plain-HTTP registry then
+    never pays."""
+
+    def __init__(self, make_context: Callable[[], ssl.SSLContext], pool: int) -> None:
+        super().__init__()
+        self._make_context = make_context
+        self._pool = pool
+        self._adapter: _TLSAdapter | None = None
+        self._lock = threading.Lock()
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> requests.Response:
+        with self._lock:
+            if self._adapter is None:
+                self._adapter = _TLSAdapter(self._make_context(), self._pool)
+        return self._adapter.send(request, *args, **kwargs)
+
+    def close(self) -> None:
+        if self._adapter is not None:
+            self._adapter.close()
+
+
 def _ssl_context(host: RegistryHost, insecure: bool) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     for ca in host.ca:
@@ -335,7 +358,10 @@ class Registry:
                 session = requests.Session()
                 session.trust_env = False  # no proxies or netrc credentials from the environment
                 session.verify = not (self.insecure or bool(host.skip_verify))
-                session.mount("https://", _TLSAdapter(_ssl_context(host, self.insecure), self.pool))
+                session.mount(
+                    "https://",
+                    _LazyTLSAdapter(lambda: _ssl_context(host, self.insecure), self.pool),
+                )
                 session.mount(
                     "http://", HTTPAdapter(pool_connections=self.pool, pool_maxsize=self.pool)
                 )

@@ -115,5 +115,8 @@ class RegistryDestination:
         ):
             self.registry.put_manifest(self.host, self.tag, plan.root, plan.root_data)
 
+    def consumes_in_order(self) -> bool:
+        return False
+
     def abort(self) -> None:
         pass
