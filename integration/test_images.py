@@ -4,8 +4,10 @@ against what ctr sees in the same containerd."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -537,6 +539,26 @@ def test_image_prune(
 
     # no terminal to confirm on: refuses without -f
     assert_error(pyctl("image", "prune", namespace=namespace), "-f")
+    assert len(containerd.images(namespace)) == 3
+
+    # on a terminal, answering "n" removes nothing and is not an error (docker's exit 0)
+    main_fd, sub_fd = os.openpty()
+    try:
+        os.write(main_fd, b"n\n")
+        pyctl_cmd = [sys.executable, "-m", "pyctl", "-a", containerd.address, "-n", namespace]
+        proc = subprocess.run(
+            [*pyctl_cmd, "image", "prune"],
+            stdin=sub_fd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **pyctl.base_env},
+        )
+    finally:
+        os.close(sub_fd)
+        os.close(main_fd)
+    assert proc.returncode == 0, proc
+    assert "Are you sure you want to continue?" in proc.stdout and proc.stderr == ""
     assert len(containerd.images(namespace)) == 3
 
     out = assert_ok(pyctl("image", "prune", "-f", namespace=namespace))

@@ -87,7 +87,9 @@ def make_client(pyctl: PyctlRunner, tmp_path: Path, hosts_dir: Path) -> Client:
     docker.mkdir(exist_ok=True)
     runner = PyctlRunner(pyctl.containerd, pyctl.home)
     runner.base_env["DOCKER_CONFIG"] = str(docker)
-    return Client(runner, docker, hosts_dir, str(tmp_path / "no-containerd-config.toml"))
+    no_cri = tmp_path / "containerd-config-without-cri.toml"
+    no_cri.touch()
+    return Client(runner, docker, hosts_dir, str(no_cri))
 
 
 def b64(text: str) -> str:

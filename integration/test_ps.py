@@ -297,6 +297,22 @@ def test_container_inspect_format_and_lookup(ctrs: Containers) -> None:
     assert mixed.splitlines() == [ctrs.busybox_digest, ctrs.created]
 
 
+def test_container_subcommands_and_aliases(ctrs: Containers) -> None:
+    ps_all, ls_all, list_all, inspect, image_instead = ctrs.outputs(
+        ("ps", "-a", "-q"),
+        ("container", "ls", "-a", "-q"),
+        ("container", "list", "-a", "-q"),  # docker's other name
+        ("container", "inspect", "--format", "{{.Id}}", ctrs.running),
+        ("image", "list", "-q"),
+    )
+    assert ps_all == ls_all == list_all and ctrs.running[:12] in ps_all.split()
+    assert inspect == f"{ctrs.running}\n"
+    assert ctrs.busybox_digest.split(":")[1][:12] in image_instead.split()
+    # `container inspect` looks for containers only
+    proc = ctrs.pyctl("container", "inspect", BUSYBOX_NAME, namespace=ctrs.ns)
+    assert_error(proc, f'no such container: "{BUSYBOX_NAME}"', stdout="")
+
+
 def test_container_inspect_unknown(ctrs: Containers) -> None:
     unknown, image_only, container_only = run_all(
         ctrs.pyctl,

@@ -35,7 +35,7 @@ from integration.testbed import Containerd, Registry
 HOST = str(images.HOST_PLATFORM)
 OTHER = str(images.other_platform())
 PUSH_LINE = re.compile(
-    r"^(?P<tag>\S+): digest: (?P<digest>sha256:[0-9a-f]{64}) size: (?P<size>\d+)$"
+    r"^(?P<ref>\S+): digest: (?P<digest>sha256:[0-9a-f]{64}) size: (?P<size>\d+)$"
 )
 
 
@@ -292,7 +292,7 @@ def test_push_uploads_then_mounts_into_another_repo(
     assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == "", proc
     proc = pyctl("push", one, namespace=namespace)
     m = _push_line("\n".join(assert_success(proc)))
-    assert m["tag"] == "v1" and m["digest"] == img.manifest_digest
+    assert m["ref"] == one and m["digest"] == img.manifest_digest
     raw = sk.raw(one)
     assert sha256(raw) == m["digest"] and len(raw) == int(m["size"])
     assert sorted(fault_proxy.uploaded_digests()) == sorted(blobs)
@@ -326,7 +326,7 @@ def test_push_uploads_then_mounts_into_another_repo(
     fault_proxy.clear()
     proc = pyctl("push", "-q", two, namespace=namespace)
     assert proc.returncode == 0 and proc.stderr == "", proc
-    assert proc.stdout == f"v1: digest: {img.manifest_digest} size: {img.manifest.size}\n"
+    assert proc.stdout == f"{two}: digest: {img.manifest_digest} size: {img.manifest.size}\n"
     assert fault_proxy.blob_upload_starts() == 0 and fault_proxy.uploaded_digests() == []
     assert fault_proxy.requests_for("PUT") == []
 
@@ -351,7 +351,7 @@ def test_push_multi_platform_index(
     dest = fault_proxy.ref("team/copy", "2")
     assert_success(pyctl("tag", src, dest, namespace=namespace))
     m = _push_line("\n".join(assert_success(pyctl("push", dest, namespace=namespace))))
-    assert m["tag"] == "2" and m["digest"] == idx.index_digest
+    assert m["ref"] == dest and m["digest"] == idx.index_digest
     raw = sk.raw(dest)
     assert sha256(raw) == idx.index_digest and len(raw) == int(m["size"])
     for man in idx.manifests:

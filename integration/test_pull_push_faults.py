@@ -112,7 +112,7 @@ def test_token_registry_credentials_from_docker_config(
     assert_success(pyctl("tag", name, dest, namespace=namespace))
     proc = pyctl(*hosts, "push", dest, namespace=namespace, env=alice)
     last = assert_success(proc)[-1]
-    assert last == f"1: digest: {img.manifest_digest} size: {img.manifest.size}", last
+    assert last == f"{dest}: digest: {img.manifest_digest} size: {img.manifest.size}", last
     scopes = {s for r in ts.requests for s in r.scopes}
     assert scopes & {"repository:team/alice:pull,push", "repository:team/alice:push,pull"}
     assert not {s for s in scopes if "push" in s} - {"repository:team/alice:pull,push"}

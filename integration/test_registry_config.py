@@ -90,8 +90,10 @@ def assert_not_pulled(containerd: Containerd, namespace: str) -> None:
 
 @pytest.fixture
 def empty_cri(tmp_path: Path) -> str:
-    """A containerd config path that does not exist: no CRI registry settings."""
-    return str(tmp_path / "no-containerd-config.toml")
+    """An empty containerd config: no CRI registry settings."""
+    path = tmp_path / "containerd-config-without-cri.toml"
+    path.touch()
+    return str(path)
 
 
 @pytest.fixture
@@ -592,6 +594,12 @@ def test_malformed_containerd_config(isolated: PyctlRunner, tmp_path: Path) -> N
     assert_error(proc, str(cd_cfg), "invalid TOML")
 
 
+def test_named_containerd_config_that_does_not_exist(isolated: PyctlRunner, tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "config.toml"
+    proc = isolated("--containerd-config", str(missing), "hosts", "docker.io")
+    assert_error(proc, str(missing), "no such file", "--containerd-config")
+
+
 # --- pyctl hosts ----------------------------------------------------------------------------------
 
 
@@ -599,6 +607,19 @@ def _hosts_json(runner: PyctlRunner, *args: str) -> dict[str, Any]:
     doc = json.loads(assert_ok(runner(*args, "--format", "json")))
     assert isinstance(doc, dict)
     return doc
+
+
+def test_hosts_shows_a_missing_credential_helper(
+    isolated: PyctlRunner, tmp_path: Path, empty_cri: str
+) -> None:
+    (tmp_path / "empty").mkdir()
+    docker = Path(isolated.base_env["DOCKER_CONFIG"])
+    (docker / "config.json").write_text(json.dumps({"credsStore": "pyctl-test-absent"}))
+    doc = _hosts_json(isolated, *with_hosts(tmp_path / "empty", empty_cri), "hosts", "example.test")
+    (endpoint,) = doc["Endpoints"]
+    assert endpoint["Host"] == "example.test"
+    assert endpoint["Credentials"].startswith("unavailable: credential helper")
+    assert "docker-credential-pyctl-test-absent not found in PATH" in endpoint["Credentials"]
 
 
 def test_hosts_defaults(isolated: PyctlRunner, tmp_path: Path, empty_cri: str) -> None:

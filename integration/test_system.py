@@ -63,6 +63,9 @@ def test_namespace_ls(
 
     quiet = assert_ok(pyctl("namespace", "ls", "-q")).splitlines()
     assert sorted(quiet) == sorted(ctr_namespaces)
+    # nerdctl's and docker's other names, and --no-trunc like every listing
+    assert assert_ok(pyctl("ns", "list", "-q")).splitlines() == quiet
+    assert assert_ok(pyctl("namespace", "ls", "--no-trunc")) == out
     out = assert_ok(pyctl("namespace", "ls", "--format", "{{.Name}} {{.Images}}"))
     assert f"{namespace} 2" in out.splitlines()
     objs = [

@@ -662,14 +662,14 @@ def test_save_new_file_mode_0600_and_creates_dir(tmp_path: Path) -> None:
     assert leftovers(path.parent) == []
 
 
-def test_save_keeps_existing_mode_and_unknown_keys(tmp_path: Path) -> None:
+def test_save_tightens_mode_to_0600_and_keeps_unknown_keys(tmp_path: Path) -> None:
     path = tmp_path / "config.json"
     doc = {"auths": {}, "HttpHeaders": {"X": "y"}, "plugins": {"a": {"b": "c"}}, "ünï": "çødé"}
     path.write_text(json.dumps(doc))
     path.chmod(0o644)
     cfg = DockerConfig.load(str(path))
     cfg.store("h.example", Credential("u", "p"))
-    assert mode_of(path) == 0o644
+    assert mode_of(path) == 0o600
     data = json.loads(path.read_text(encoding="utf-8"))
     assert {k: v for k, v in data.items() if k != "auths"} == {
         k: v for k, v in doc.items() if k != "auths"
@@ -692,7 +692,7 @@ def test_save_follows_symlink(tmp_path: Path) -> None:
     assert link.is_symlink()
     assert json.loads(target.read_text())["auths"]["h.example"] == {"auth": b64("u:p")}
     assert json.loads(target.read_text())["keep"] == 1
-    assert mode_of(target) == 0o640
+    assert mode_of(target) == 0o600
     assert sorted(os.listdir(real_dir)) == ["docker-config.json"]
     assert sorted(os.listdir(link_dir)) == ["config.json"]
 

@@ -1015,6 +1015,14 @@ def test_cri_config_errors_name_the_file(tmp_path: Path, text: str, match: str) 
     assert path in str(info.value)
 
 
+def test_cri_config_missing_is_empty_unless_required(tmp_path: Path) -> None:
+    path = str(tmp_path / "config.toml")
+    assert load_cri_config(path) == CriRegistryConfig()
+    with pytest.raises(ConfigError, match="no such file") as info:
+        load_cri_config(path, required=True)
+    assert path in str(info.value)
+
+
 def test_cri_config_unreadable(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.mkdir()  # reading a directory fails even as root

@@ -168,7 +168,8 @@ def _render_inspect(objects: list[Any], fmt: str | None) -> None:
     _emit(formatter.render(objects))
 
 
-def _inspect(app: App, names: tuple[str, ...], fmt: str | None, kind: str) -> None:
+def inspect_objects(app: App, names: tuple[str, ...], fmt: str | None, kind: str) -> None:
+    """`inspect`: images, containers (``kind`` "image", "container" or "any") as JSON."""
     from pyctl.ops.containers import inspect_containers
     from pyctl.ops.images import inspect_images
 
@@ -235,7 +236,7 @@ _INSPECT_FIELDS = [
 @click.pass_obj
 def inspect_cmd(app: App, names: tuple[str, ...], fmt: str | None, kind: str | None) -> None:
     """Show low-level information on images or containers as JSON."""
-    _inspect(app, names, fmt, kind or "any")
+    inspect_objects(app, names, fmt, kind or "any")
 
 
 @click.command("inspect")
@@ -244,7 +245,7 @@ def inspect_cmd(app: App, names: tuple[str, ...], fmt: str | None, kind: str | N
 @click.pass_obj
 def image_inspect(app: App, names: tuple[str, ...], fmt: str | None) -> None:
     """Show low-level information on images as JSON."""
-    _inspect(app, names, fmt, "image")
+    inspect_objects(app, names, fmt, "image")
 
 
 @click.command("prune")
@@ -265,9 +266,10 @@ def image_prune(app: App, all_unused: bool, force: bool) -> None:
         what = "all images without at least one container" if all_unused else "all dangling images"
         if not sys.stdin.isatty():
             raise PyctlError("image prune needs confirmation: rerun with -f to remove " + what)
-        click.confirm(
-            f"WARNING! This will remove {what}.\nAre you sure you want to continue?", abort=True
-        )
+        if not click.confirm(
+            f"WARNING! This will remove {what}.\nAre you sure you want to continue?"
+        ):
+            return  # as docker: "no" removes nothing and is not an error
     from pyctl.render import human_size
 
     removed, reclaimed = prune(app.client(), all_unused=all_unused)
@@ -284,9 +286,24 @@ def image_group() -> None:
     """Manage images."""
 
 
-from pyctl.cli.archive import image_export, image_import  # noqa: E402 - click only
+# click commands only: these modules import their operations when a command runs
+from pyctl.cli.archive import image_export, image_import, load_cmd, save_cmd  # noqa: E402
+from pyctl.cli.registry import pull_cmd, push_cmd  # noqa: E402
 
-for _cmd in (image_ls, tag_cmd, image_rm, image_inspect, image_prune, image_import, image_export):
+for _cmd in (
+    image_ls,
+    tag_cmd,
+    image_rm,
+    image_inspect,
+    image_prune,
+    pull_cmd,
+    push_cmd,
+    image_import,
+    image_export,
+    load_cmd,
+    save_cmd,
+):
     image_group.add_command(_cmd)
+image_group.aliases.update({"list": "ls", "remove": "rm"})  # docker's other names
 
 COMMANDS = [images_cmd, tag_cmd, rmi_cmd, inspect_cmd, image_group]

@@ -67,10 +67,18 @@ def app_of(ctx: click.Context) -> App:
 
 
 class PyctlGroup(click.Group):
-    """Keeps commands in the order they are added in `--help`."""
+    """Keeps commands in the order they are added in `--help`; ``aliases`` maps other names
+    (docker's and nerdctl's, e.g. ``list`` for ``ls``) to a command's own."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.aliases: dict[str, str] = {}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, self.aliases.get(cmd_name, cmd_name))
 
 
 # Top-level command -> the pyctl.cli module defining it (in `--help` order). A command's
@@ -97,6 +105,7 @@ _COMMAND_MODULES = {
     "info": "system",
     "completion": "system",
 }
+_ALIASES = {"ns": "namespace"}  # nerdctl's
 
 
 class RootGroup(click.Group):
@@ -104,6 +113,7 @@ class RootGroup(click.Group):
         return list(_COMMAND_MODULES)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd_name = _ALIASES.get(cmd_name, cmd_name)
         module_name = _COMMAND_MODULES.get(cmd_name)
         if module_name is None:
             return None

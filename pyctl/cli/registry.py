@@ -109,7 +109,8 @@ def push_cmd(
             all_platforms=all_platforms,
             progress=progress,
         )
-    click.echo(f"{result.tag}: digest: {result.digest} size: {result.size}")
+    # SPEC: "REF: digest: …" (docker prints the tag alone here)
+    click.echo(f"{reference}: digest: {result.digest} size: {result.size}")
 
 
 @click.command("login")

@@ -13,9 +13,10 @@ from pyctl.errors import PyctlError
 
 @click.command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="only display namespace names")
+@click.option("--no-trunc", is_flag=True, help="accepted like every listing (nothing is cut)")
 @click.option("--format", "fmt", metavar="FORMAT", help="table, json, or a Go template")
 @click.pass_obj
-def namespace_ls(app: App, quiet: bool, fmt: str | None) -> None:
+def namespace_ls(app: App, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
     """List containerd namespaces."""
     from pyctl.ops.system import NAMESPACE_COLUMNS, list_namespaces
     from pyctl.render import Formatter
@@ -34,6 +35,7 @@ def namespace_group() -> None:
 
 
 namespace_group.add_command(namespace_ls)
+namespace_group.aliases["list"] = "ls"
 
 
 def _format_one(obj: dict[str, Any], fmt: str) -> str:

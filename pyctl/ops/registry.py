@@ -239,14 +239,22 @@ def host_of(arg: str) -> str:
 def explain_hosts(rc: RegistryConfig, arg: str) -> dict[str, Any]:
     host = host_of(arg)
     endpoints = rc.hosts(host)
-    cred_here = rc.credential(host)
+    def lookup(name: str) -> Credential | str | None:
+        # `hosts` explains: a broken credential helper is part of the answer, not a failure
+        try:
+            return rc.credential(name)
+        except PyctlError as exc:
+            return f"unavailable: {exc}"
+
+    cred_here = lookup(host)
     out: list[dict[str, Any]] = []
     for i, h in enumerate(endpoints, 1):
         request_host = h.host
+        cred: Credential | str | None
         if h.is_mirror:
-            cred = rc.credential(request_host)
+            cred = lookup(request_host)
         else:
-            cred = cred_here or (rc.credential(request_host) if request_host != host else None)
+            cred = cred_here or (lookup(request_host) if request_host != host else None)
         out.append(
             {
                 "Order": i,
@@ -275,8 +283,10 @@ def explain_hosts(rc: RegistryConfig, arg: str) -> dict[str, Any]:
     }
 
 
-def _describe_cred(cred: Credential | None) -> str:
+def _describe_cred(cred: Credential | str | None) -> str:
     if cred is None:
         return "none (anonymous)"
+    if isinstance(cred, str):
+        return cred
     who = "identity token" if cred.identity_token else f"user {cred.username}"
     return f"{who} from {cred.source}" if cred.source else who

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import stat
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -542,7 +541,7 @@ class DockerConfig:
         """Write the document atomically (docker's ``configfile.Save``).
 
         A symlinked config.json is written through to its target (a dangling link creates the
-        target). The new file gets the existing file's mode and owner, else 0600. Written to a
+        target). The new file is mode 0600 and keeps the existing file's owner. Written to a
         temporary file in the same directory, fsynced, then renamed over the target; on any
         failure the original file is untouched and the temporary file removed.
         """
@@ -555,14 +554,12 @@ class DockerConfig:
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
             directory = os.path.dirname(os.path.abspath(target))
             os.makedirs(directory, mode=0o700, exist_ok=True)
-            mode, owner = 0o600, None
+            mode, owner = 0o600, None  # SPEC: 0600, even where an older file was looser
             try:
                 st = os.stat(target)
             except FileNotFoundError:
                 pass
             else:
-                if stat.S_ISREG(st.st_mode):
-                    mode = stat.S_IMODE(st.st_mode)
                 if st.st_uid > 0 and st.st_gid > 0:
                     owner = (st.st_uid, st.st_gid)
             fd, tmp = tempfile.mkstemp(prefix=os.path.basename(target) + ".", dir=directory)

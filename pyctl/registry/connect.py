@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyctl.config import Settings
+from pyctl.config import DEFAULT_CONTAINERD_CONFIG, Settings
 from pyctl.registry.auth import Credential, DockerConfig, cri_credential
 from pyctl.registry.client import Registry
 from pyctl.registry.hosts import (
@@ -28,7 +28,10 @@ class RegistryConfig:
 
     @classmethod
     def load(cls, settings: Settings) -> RegistryConfig:
-        cri = load_cri_config(settings.containerd_config)
+        cri = load_cri_config(
+            settings.containerd_config,
+            required=settings.containerd_config != DEFAULT_CONTAINERD_CONFIG,
+        )
         return cls(
             settings=settings,
             cri=cri,

@@ -247,10 +247,11 @@ def _go_path_join(*elems: str) -> str:
 # containerd's config.toml (CRI registry section)
 
 
-def load_cri_config(path: str) -> CriRegistryConfig:
+def load_cri_config(path: str, *, required: bool = False) -> CriRegistryConfig:
     """Read the CRI registry settings from containerd's ``config.toml``.
 
-    A missing file is an empty configuration (``path=""``). An unreadable file, invalid TOML or
+    A missing file is an empty configuration (``path=""``), unless ``required`` (the operator
+    named it): then it is a :class:`ConfigError`. An unreadable file, invalid TOML or
     a registry section of the wrong shape is a :class:`ConfigError` naming the file.
     Version 3 (``plugins."io.containerd.cri.v1.images".registry``), version 2
     (``plugins."io.containerd.grpc.v1.cri".registry``) and version 1 (``plugins.cri.registry``)
@@ -260,6 +261,11 @@ def load_cri_config(path: str) -> CriRegistryConfig:
         with open(path, "rb") as fh:
             raw = fh.read()
     except FileNotFoundError:
+        if required:
+            raise ConfigError(
+                f"containerd config {path}: no such file "
+                "(check --containerd-config or the containerd_config setting)"
+            ) from None
         return CriRegistryConfig()
     except OSError as exc:
         raise ConfigError(f"cannot read containerd config {path}: {exc.strerror or exc}") from exc
