@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from pyctl.cli.complete import complete_containers
+from pyctl.cli.inspect import container_inspect
 from pyctl.cli.main import App, PyctlGroup
 
 
@@ -120,17 +120,6 @@ def container_ls(app: App, /, **kw: Any) -> None:
 @click.group("container", cls=PyctlGroup)
 def container_group() -> None:
     """Manage containers."""
-
-
-@click.command("inspect")
-@click.argument("names", nargs=-1, required=True, shell_complete=complete_containers)
-@click.option("-f", "--format", "fmt", metavar="FORMAT", help="Go template or json")
-@click.pass_obj
-def container_inspect(app: App, names: tuple[str, ...], fmt: str | None) -> None:
-    """Show low-level information on containers as JSON."""
-    from pyctl.cli.images import inspect_objects
-
-    inspect_objects(app, names, fmt, "container")
 
 
 container_group.add_command(container_ls)

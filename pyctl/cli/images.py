@@ -1,4 +1,4 @@
-"""Image commands: images / image ls, tag, rmi, inspect, image prune."""
+"""Image commands: images / image ls, tag, rmi, image prune, and the `image` group."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from pyctl.cli.complete import complete_images, complete_objects
+from pyctl.cli.complete import complete_images
 from pyctl.cli.main import App, PyctlGroup
-from pyctl.errors import NotFoundError, PyctlError
+from pyctl.errors import PyctlError
 
 
 def _emit(text: str) -> None:
@@ -155,99 +155,6 @@ def image_rm(app: App, images: tuple[str, ...], force: bool) -> None:
     _rmi(app, images, force)
 
 
-def _render_inspect(objects: list[Any], fmt: str | None) -> None:
-    import json
-
-    if not fmt:
-        _emit(json.dumps(objects, indent=4, ensure_ascii=False) + "\n")
-        return
-    from pyctl.render import Formatter
-
-    fields = sorted({k for o in objects for k in o})
-    formatter = Formatter(fmt if fmt != "json" else "{{json .}}", [], fields=fields)
-    _emit(formatter.render(objects))
-
-
-def inspect_objects(app: App, names: tuple[str, ...], fmt: str | None, kind: str) -> None:
-    """`inspect`: images, containers (``kind`` "image", "container" or "any") as JSON."""
-    from pyctl.ops.containers import inspect_containers
-    from pyctl.ops.images import inspect_images
-
-    if fmt:  # fail on a bad template before any work
-        from pyctl.render import Formatter
-
-        Formatter(fmt if fmt != "json" else "{{json .}}", [], fields=_INSPECT_FIELDS)
-    client = app.client()
-    found: list[Any] = []
-    missing = list(names)
-    if kind in ("any", "image"):
-        found, missing = inspect_images(client, app.settings.snapshotter, names)
-    if kind in ("any", "container") and missing:
-        more, missing = inspect_containers(client, missing)
-        found.extend(more)
-    if found:
-        _render_inspect(found, fmt)
-    if missing:
-        what = {"image": "image", "container": "container"}.get(kind, "object")
-        for name in missing[:-1]:
-            click.echo(f'pyctl: error: no such {what}: "{name}"', err=True)
-        raise NotFoundError(f'no such {what}: "{missing[-1]}"')
-
-
-_INSPECT_FIELDS = [
-    "Id",
-    "RepoTags",
-    "RepoDigests",
-    "Parent",
-    "Comment",
-    "Created",
-    "Author",
-    "Config",
-    "Architecture",
-    "Variant",
-    "Os",
-    "Size",
-    "RootFS",
-    "Metadata",
-    "Descriptor",
-    "Platforms",
-    "Name",
-    "Labels",
-    "Path",
-    "Args",
-    "State",
-    "Image",
-    "Driver",
-    "Runtime",
-    "StatusText",
-]
-
-
-@click.command("inspect")
-@click.argument("names", nargs=-1, required=True, shell_complete=complete_objects)
-@click.option("-f", "--format", "fmt", metavar="FORMAT", help="Go template or json")
-@click.option(
-    "--type",
-    "kind",
-    type=click.Choice(["image", "container"]),
-    default=None,
-    help="only look for this kind of object",
-)
-@click.pass_obj
-def inspect_cmd(app: App, names: tuple[str, ...], fmt: str | None, kind: str | None) -> None:
-    """Show low-level information on images or containers as JSON."""
-    inspect_objects(app, names, fmt, kind or "any")
-
-
-@click.command("inspect")
-@click.argument("names", nargs=-1, required=True, shell_complete=complete_images)
-@click.option("-f", "--format", "fmt", metavar="FORMAT", help="Go template or json")
-@click.pass_obj
-def image_inspect(app: App, names: tuple[str, ...], fmt: str | None) -> None:
-    """Show low-level information on images as JSON."""
-    inspect_objects(app, names, fmt, "image")
-
-
 @click.command("prune")
 @click.option(
     "-a",
@@ -288,6 +195,7 @@ def image_group() -> None:
 
 # click commands only: these modules import their operations when a command runs
 from pyctl.cli.archive import image_export, image_import, load_cmd, save_cmd  # noqa: E402
+from pyctl.cli.inspect import image_inspect  # noqa: E402
 from pyctl.cli.registry import pull_cmd, push_cmd  # noqa: E402
 
 for _cmd in (
@@ -306,4 +214,4 @@ for _cmd in (
     image_group.add_command(_cmd)
 image_group.aliases.update({"list": "ls", "remove": "rm"})  # docker's other names
 
-COMMANDS = [images_cmd, tag_cmd, rmi_cmd, inspect_cmd, image_group]
+COMMANDS = [images_cmd, tag_cmd, rmi_cmd, image_group]

@@ -93,7 +93,7 @@ _COMMAND_MODULES = {
     "save": "archive",
     "tag": "images",
     "rmi": "images",
-    "inspect": "images",
+    "inspect": "inspect",
     "image": "images",
     "ps": "containers",
     "container": "containers",
