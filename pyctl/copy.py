@@ -16,6 +16,7 @@ pull, push, import and export are all ``plan`` + ``copy`` with different stores:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -359,9 +360,15 @@ def _transfer(
     pool.shutdown(wait=True)
 
 
+STAGGER_MAX_WAIT = 0.5  # seconds a blob waits at most for the one before it
+
+
 class _Stagger:
     """Counts each blob's bytes as they are written (passing them on to the real progress) and
-    holds blob ``i`` back until blob ``i - 1`` is half written or finished."""
+    holds blob ``i`` back until blob ``i - 1`` is half written or finished, or has been going
+    for ``STAGGER_MAX_WAIT``: on a slow network the downloads then still all run at once
+    (their number is what limits the speed there), while on a fast one, where the machine's
+    CPU is the limit, they land in order."""
 
     def __init__(
         self, todo: Sequence[Descriptor], progress: Progress, cancelled: threading.Event
@@ -370,20 +377,30 @@ class _Stagger:
         self._index = {d.digest: i for i, d in enumerate(todo)}
         self._written = [0] * len(todo)
         self._finished = [False] * len(todo)
+        self._started: list[float | None] = [None] * len(todo)
         self._progress = progress
         self._cancelled = cancelled
         self._cond = threading.Condition()
 
     def wait_turn(self, index: int) -> None:
-        if index == 0:
-            return
-        prev = index - 1
         with self._cond:
-            self._cond.wait_for(
-                lambda: self._finished[prev]
-                or self._cancelled.is_set()
-                or 2 * self._written[prev] >= self._sizes[prev]
-            )
+            if index:
+                prev = index - 1
+                self._cond.wait_for(
+                    lambda: self._started[prev] is not None or self._cancelled.is_set()
+                )
+                started = self._started[prev] or 0.0
+                while not (
+                    self._finished[prev]
+                    or self._cancelled.is_set()
+                    or 2 * self._written[prev] >= self._sizes[prev]
+                ):
+                    left = started + STAGGER_MAX_WAIT - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            self._started[index] = time.monotonic()
+            self._cond.notify_all()
 
     def finished(self, index: int) -> None:
         with self._cond:

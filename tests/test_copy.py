@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 
 import pytest
 
+from pyctl import copy as copy_module
 from pyctl.copy import CopyStats, NoProgress, Progress, _transfer
 from pyctl.errors import PyctlError
 from pyctl.oci import Descriptor
@@ -98,6 +99,21 @@ def test_other_destinations_start_all_slots_at_once() -> None:
     # the third blob started before the first had half its bytes
     _, seen = dest.started[2]
     assert seen.get(todo[0].digest, 0) * 2 < todo[0].size
+    assert dest.max_running == 3
+
+
+def test_a_slow_blob_holds_the_next_one_back_only_so_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a slow network: half of a blob takes longer than STAGGER_MAX_WAIT, so the next ones
+    # start anyway and all slots are busy
+    monkeypatch.setattr(copy_module, "STAGGER_MAX_WAIT", 0.05)
+    todo = _layers(3, size=100 * PIECE)  # some 0.2 s each
+    dest = _Dest(in_order=True)
+    _transfer(_Source(), dest, todo, 3, NoProgress(), CopyStats(), staggered=True)  # type: ignore[arg-type]
+    assert [d for d, _ in dest.started] == [d.digest for d in todo]
+    _, seen = dest.started[2]
+    assert seen.get(todo[0].digest, 0) * 2 < todo[0].size  # did not wait for half of it
     assert dest.max_running == 3
 
 
