@@ -1,10 +1,12 @@
 """The copy engine's scheduling of layer transfers, with in-memory stores.
 
 containerd and registries are real in integration/; here the stores are small fakes so that the
-order in which the engine starts and feeds blobs can be observed exactly."""
+order and the times at which the engine starts and feeds blobs can be observed exactly."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -12,12 +14,28 @@ from collections.abc import Iterable, Sequence
 import pytest
 
 from pyctl import copy as copy_module
-from pyctl.copy import CopyStats, NoProgress, Progress, _transfer
+from pyctl.containerd.store import ContainerdStore
+from pyctl.copy import (
+    CopyStats,
+    NoProgress,
+    Plan,
+    PlatformFilter,
+    Progress,
+    _transfer,
+    copy,
+    plan,
+)
 from pyctl.errors import PyctlError
 from pyctl.oci import Descriptor
 
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+CONFIG = "application/vnd.oci.image.config.v1+json"
 PIECE = 1000
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _layers(n: int, size: int = 10 * PIECE) -> list[Descriptor]:
@@ -25,34 +43,51 @@ def _layers(n: int, size: int = 10 * PIECE) -> list[Descriptor]:
 
 
 class _Source:
+    """Serves documents whole and blobs in PIECE-sized pieces, ``delay`` seconds apart; with a
+    ``barrier``, every blob's first piece waits for the others to start too."""
+
+    def __init__(
+        self,
+        documents: dict[str, bytes] | None = None,
+        delay: float = 0.002,
+        barrier: threading.Barrier | None = None,
+    ) -> None:
+        self.documents = documents or {}
+        self.delay = delay
+        self.barrier = barrier
+
     def read(self, desc: Descriptor) -> bytes:
-        raise AssertionError("not used")
+        return self.documents[desc.digest]
 
     def open(self, desc: Descriptor, offset: int) -> Iterable[bytes]:
-        for _ in range(offset, desc.size, PIECE):
-            time.sleep(0.002)  # let the other transfers run in between
+        for i in range(offset, desc.size, PIECE):
+            if i == offset and self.barrier is not None:
+                self.barrier.wait(timeout=3)
+            time.sleep(self.delay)  # let the other transfers run in between
             yield b"x" * PIECE
 
 
 class _Dest:
-    """Records, per blob, when its write started and how many bytes others had by then."""
+    """Records, per blob, when its write started and how many bytes the others had by then."""
 
     def __init__(self, in_order: bool, fail: str | None = None) -> None:
         self.in_order = in_order
         self.fail = fail
         self.lock = threading.Lock()
         self.written: dict[str, int] = {}
-        self.started: list[tuple[str, dict[str, int]]] = []
+        self.started: list[tuple[str, dict[str, int], float]] = []
         self.running = 0
         self.max_running = 0
         self.ready: list[str] = []
+        self.documents: list[str] = []
+        self.committed = False
 
     def consumes_in_order(self) -> bool:
         return self.in_order
 
     def write_blob(self, desc: Descriptor, source: _Source, progress: Progress) -> str:
         with self.lock:
-            self.started.append((desc.digest, dict(self.written)))
+            self.started.append((desc.digest, dict(self.written), time.monotonic()))
             self.running += 1
             self.max_running = max(self.max_running, self.running)
         try:
@@ -70,50 +105,102 @@ class _Dest:
     def blob_ready(self, desc: Descriptor) -> None:
         self.ready.append(desc.digest)
 
-    # the rest of the Destination protocol is not used by _transfer
-    def prepare(self, plan: object) -> None: ...
-    def missing(self, descs: Sequence[Descriptor]) -> set[str]: ...
-    def write_document(self, desc: Descriptor, data: bytes) -> None: ...
-    def commit(self, plan: object) -> None: ...
-    def abort(self) -> None: ...
+    def prepare(self, plan: Plan) -> None:
+        pass
+
+    def missing(self, descs: Sequence[Descriptor]) -> set[str]:
+        return {d.digest for d in descs}
+
+    def write_document(self, desc: Descriptor, data: bytes) -> None:
+        self.documents.append(desc.digest)
+
+    def commit(self, plan: Plan) -> None:
+        self.committed = True
+
+    def abort(self) -> None:
+        pass
 
 
-def test_in_order_destination_gets_staggered_starts() -> None:
-    todo = _layers(6)
+def _image(layers: int, size: int) -> tuple[Descriptor, dict[str, bytes], list[Descriptor]]:
+    """A one-platform image: its manifest descriptor, its documents by digest, its layers."""
+    descs = _layers(layers, size)
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [f"sha256:{i:064x}" for i in range(layers)]},
+        }
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "config": {"mediaType": CONFIG, "digest": _digest(config), "size": len(config)},
+            "layers": [{"mediaType": LAYER, "digest": d.digest, "size": d.size} for d in descs],
+        }
+    ).encode()
+    root = Descriptor(MANIFEST, _digest(manifest), len(manifest))
+    return root, {root.digest: manifest, _digest(config): config}, descs
+
+
+def _copy(dest: _Dest, source: _Source, root: Descriptor) -> CopyStats:
+    the_plan = plan(source, root, PlatformFilter(all=True))
+    return copy(source, dest, the_plan, concurrency=3)  # type: ignore[arg-type]
+
+
+def test_copy_staggers_layers_for_a_destination_that_unpacks() -> None:
+    root, docs, layers = _image(6, 10 * PIECE)
     dest = _Dest(in_order=True)
-    stats = CopyStats()
-    _transfer(_Source(), dest, todo, 3, NoProgress(), stats, staggered=True)  # type: ignore[arg-type]
-    assert [d for d, _ in dest.started] == [d.digest for d in todo]
-    for i, (_digest, seen) in enumerate(dest.started[1:], start=1):
-        prev = todo[i - 1]
-        assert seen.get(prev.digest, 0) * 2 >= prev.size, f"blob {i} started too early: {seen}"
-    assert sorted(stats.written) == sorted(d.digest for d in todo)
-    assert dest.max_running <= 3
-    assert dest.max_running >= 2  # staggered, not serialized
+    stats = _copy(dest, _Source(docs), root)
+    assert [d for d, _, _ in dest.started] == [d.digest for d in layers]
+    for i, (_, seen, _) in enumerate(dest.started[1:], start=1):
+        prev = layers[i - 1]
+        assert seen.get(prev.digest, 0) * 2 >= prev.size, f"layer {i} started too early: {seen}"
+    assert set(stats.written) >= {d.digest for d in layers}
+    assert 2 <= dest.max_running <= 3  # staggered, not one after the other
+    assert dest.committed and dest.ready[-1] == root.digest
 
 
-def test_other_destinations_start_all_slots_at_once() -> None:
-    todo = _layers(3)
+def test_copy_starts_every_slot_at_once_for_other_destinations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the three first blobs must all be running together to get past the barrier: a
+    # staggered start would wait for the first one, which waits at the barrier, and fail
+    monkeypatch.setattr(copy_module, "STAGGER_MAX_WAIT", 30.0)
+    root, docs, layers = _image(3, 10 * PIECE)
     dest = _Dest(in_order=False)
-    _transfer(_Source(), dest, todo, 3, NoProgress(), CopyStats(), staggered=False)  # type: ignore[arg-type]
-    # the third blob started before the first had half its bytes
-    _, seen = dest.started[2]
-    assert seen.get(todo[0].digest, 0) * 2 < todo[0].size
+    _copy(dest, _Source(docs, barrier=threading.Barrier(3)), root)
     assert dest.max_running == 3
+    assert sorted(d for d, _, _ in dest.started) == sorted(d.digest for d in layers)
+
+
+def test_containerd_store_consumes_in_order_only_while_it_unpacks() -> None:
+    root, docs, _ = _image(2, PIECE)
+    the_plan = plan(_Source(docs), root, PlatformFilter(all=True))
+    lazy = ContainerdStore(None, unpack="false")  # type: ignore[arg-type]  # no calls made
+    lazy.prepare(the_plan)
+    assert lazy.consumes_in_order() is False
+    unpacking = ContainerdStore(None, unpack="true")  # type: ignore[arg-type]
+    unpacking.prepare(the_plan)  # starts the unpacker, which waits for the config
+    try:
+        assert unpacking.consumes_in_order() is True
+    finally:
+        unpacking.abort()
 
 
 def test_a_slow_blob_holds_the_next_one_back_only_so_long(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # a slow network: half of a blob takes longer than STAGGER_MAX_WAIT, so the next ones
-    # start anyway and all slots are busy
-    monkeypatch.setattr(copy_module, "STAGGER_MAX_WAIT", 0.05)
-    todo = _layers(3, size=100 * PIECE)  # some 0.2 s each
+    # a slow network: half of a blob takes far longer than STAGGER_MAX_WAIT, so each next
+    # blob starts once that wait is over, and every slot gets busy
+    monkeypatch.setattr(copy_module, "STAGGER_MAX_WAIT", 0.1)
+    todo = _layers(3, size=200 * PIECE)  # some 0.4 s each
     dest = _Dest(in_order=True)
     _transfer(_Source(), dest, todo, 3, NoProgress(), CopyStats(), staggered=True)  # type: ignore[arg-type]
-    assert [d for d, _ in dest.started] == [d.digest for d in todo]
-    _, seen = dest.started[2]
-    assert seen.get(todo[0].digest, 0) * 2 < todo[0].size  # did not wait for half of it
+    assert [d for d, _, _ in dest.started] == [d.digest for d in todo]
+    (_, _, t0), (_, _, t1), (_, seen, t2) = dest.started
+    assert t1 - t0 >= 0.09 and t2 - t1 >= 0.09  # held back ...
+    assert seen.get(todo[0].digest, 0) * 2 < todo[0].size  # ... but not until half was there
     assert dest.max_running == 3
 
 

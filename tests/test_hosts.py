@@ -1029,3 +1029,21 @@ def test_cri_config_unreadable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read containerd config") as info:
         load_cri_config(str(path))
     assert str(path) in str(info.value)
+
+
+def test_registry_config_reads_a_named_containerd_config_or_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyctl.config import Settings
+    from pyctl.registry.connect import RegistryConfig
+
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    missing = str(tmp_path / "nope.toml")
+    for source in ("flag", "config"):
+        named = Settings(containerd_config=missing, sources={"containerd_config": source})
+        with pytest.raises(ConfigError, match="no such file"):
+            RegistryConfig.load(named)
+    default = Settings(containerd_config=missing, sources={"containerd_config": "default"})
+    assert RegistryConfig.load(default).cri == CriRegistryConfig()
+    none = Settings(containerd_config="", sources={"containerd_config": "config"})
+    assert RegistryConfig.load(none).cri == CriRegistryConfig()

@@ -279,8 +279,9 @@ class _LazyTLSAdapter(BaseAdapter):
         return self._adapter.send(request, *args, **kwargs)
 
     def close(self) -> None:
-        if self._adapter is not None:
-            self._adapter.close()
+        with self._lock:
+            if self._adapter is not None:
+                self._adapter.close()
 
 
 def _ssl_context(host: RegistryHost, insecure: bool) -> ssl.SSLContext:
@@ -291,6 +292,9 @@ def _ssl_context(host: RegistryHost, insecure: bool) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+        keylog = os.environ.get("SSLKEYLOGFILE")  # as create_default_context does
+        if keylog and not sys.flags.ignore_environment:
+            ctx.keylog_filename = keylog
     else:
         ctx = ssl.create_default_context()
     for ca in host.ca:

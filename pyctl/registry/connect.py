@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyctl.config import DEFAULT_CONTAINERD_CONFIG, Settings
+from pyctl.config import Settings
 from pyctl.registry.auth import Credential, DockerConfig, cri_credential
 from pyctl.registry.client import Registry
 from pyctl.registry.hosts import (
@@ -28,10 +28,10 @@ class RegistryConfig:
 
     @classmethod
     def load(cls, settings: Settings) -> RegistryConfig:
-        cri = load_cri_config(
-            settings.containerd_config,
-            required=settings.containerd_config != DEFAULT_CONTAINERD_CONFIG,
-        )
+        # A file the operator named must exist; the default may be absent; "" means none.
+        path = settings.containerd_config
+        named = settings.sources.get("containerd_config", "default") != "default"
+        cri = load_cri_config(path, required=named) if path else CriRegistryConfig()
         return cls(
             settings=settings,
             cri=cri,
