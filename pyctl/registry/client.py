@@ -25,10 +25,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
-import requests
-import urllib3
-from requests.adapters import BaseAdapter, HTTPAdapter
-
 from pyctl.errors import NotFoundError, PyctlError
 from pyctl.oci import (
     MAX_MANIFEST_SIZE,
@@ -48,6 +44,14 @@ from pyctl.registry.auth import (
     redact_headers,
 )
 from pyctl.registry.hosts import RegistryHost
+from pyctl.registry.transport import (
+    HTTP_ERRORS,
+    TRANSPORT_ERRORS,
+    Response,
+    Session,
+    is_timeout,
+    is_tls_error,
+)
 
 MANIFEST_ACCEPT = ", ".join(
     [
@@ -79,18 +83,8 @@ def _timeout(name: str, default: float) -> float:
 CONNECT_TIMEOUT = _timeout("PYCTL_CONNECT_TIMEOUT", 30.0)
 READ_TIMEOUT = _timeout("PYCTL_READ_TIMEOUT", 60.0)
 
-_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    urllib3.exceptions.HTTPError,
-    ConnectionError,
-    TimeoutError,
-)
-# Everything else requests raises is about the request or the answer itself (an unusable URL
-# in a challenge realm or a Location, contradicting headers, a body that does not decode):
-# sending it again will not help. Always caught after _TRANSPORT_ERRORS.
-_HTTP_ERRORS: tuple[type[BaseException], ...] = (requests.RequestException,)
+_TRANSPORT_ERRORS = TRANSPORT_ERRORS
+_HTTP_ERRORS = HTTP_ERRORS
 
 
 class RegistryError(PyctlError):
@@ -110,7 +104,7 @@ class TransportError(RegistryError):
     pass
 
 
-def decode_error(resp: requests.Response) -> RegistryError:
+def decode_error(resp: Response) -> RegistryError:
     """The distribution error body as `code: message`, else the status line."""
     status = resp.status_code
     text = ""
@@ -150,12 +144,12 @@ def decode_error(resp: requests.Response) -> RegistryError:
         code = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND", 429: "TOOMANYREQUESTS"}.get(
             status, ""
         )
-    hint = getattr(resp, "_pyctl_hint", "")
+    hint = resp.hint
     if status == 401 and hint == "denied":
         text, code = "denied: requested access to the resource is denied", "DENIED"
     elif status == 401 and hint:
         text = f"{text} ({hint})"
-    attempts = getattr(resp, "_pyctl_attempts", 1)
+    attempts = resp.attempts
     if attempts > 1:
         text = f"{text} (gave up after {attempts} attempts)"
     cls = RegistryNotFound if status == 404 else RegistryError
@@ -170,7 +164,7 @@ def describe_transport_error(
     text = str(exc)
     low = text.lower()
     host = urlsplit(url).netloc
-    if isinstance(exc, requests.exceptions.SSLError) or "ssl" in low or "certificate" in low:
+    if is_tls_error(exc) or "ssl" in low or "certificate" in low:
         if "certificate verify failed" in low:
             detail = "certificate verify failed"
             for marker in (
@@ -211,7 +205,7 @@ def describe_transport_error(
         if "wrong version number" in low or "record layer" in low or "unknown protocol" in low:
             return f"{host} does not speak TLS (plain HTTP registry? use --insecure-registry)"
         return f"TLS error talking to {host}: {_short(text)}"
-    if isinstance(exc, requests.Timeout) or "timed out" in low:
+    if is_timeout(exc) or "timed out" in low:
         return f"timeout talking to {host}"
     if "refused" in low:
         return f"connection refused by {host}"
@@ -225,7 +219,7 @@ def _short(text: str) -> str:
     return text if len(text) <= 200 else text[:200] + "…"
 
 
-def _retry_after(resp: requests.Response, attempt: int) -> float:
+def _retry_after(resp: Response, attempt: int) -> float:
     value = resp.headers.get("Retry-After")
     if value:
         try:
@@ -244,44 +238,6 @@ def _retry_after(resp: requests.Response, attempt: int) -> float:
 def _backoff(attempt: int) -> float:
     base: float = min(0.1 * (2**attempt), 4.0)
     return base * (0.5 + random.random() / 2)
-
-
-class _TLSAdapter(HTTPAdapter):
-    def __init__(self, context: ssl.SSLContext, pool: int) -> None:
-        self._context = context
-        super().__init__(pool_connections=pool, pool_maxsize=pool, max_retries=0)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["ssl_context"] = self._context
-        super().init_poolmanager(*args, **kwargs)
-
-    def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs["ssl_context"] = self._context
-        return super().proxy_manager_for(*args, **kwargs)
-
-
-class _LazyTLSAdapter(BaseAdapter):
-    """The https adapter, built at the first https request: its TLS context (the system CA
-    store, CA files, client certificates) costs some 30 ms, which a plain-HTTP registry then
-    never pays."""
-
-    def __init__(self, make_context: Callable[[], ssl.SSLContext], pool: int) -> None:
-        super().__init__()
-        self._make_context = make_context
-        self._pool = pool
-        self._adapter: _TLSAdapter | None = None
-        self._lock = threading.Lock()
-
-    def send(self, request: Any, *args: Any, **kwargs: Any) -> requests.Response:
-        with self._lock:
-            if self._adapter is None:
-                self._adapter = _TLSAdapter(self._make_context(), self._pool)
-        return self._adapter.send(request, *args, **kwargs)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._adapter is not None:
-                self._adapter.close()
 
 
 def _ssl_context(host: RegistryHost, insecure: bool) -> ssl.SSLContext:
@@ -344,7 +300,7 @@ class Registry:
         self.insecure = insecure
         self.debug = debug
         self.pool = pool
-        self._sessions: dict[tuple[Any, ...], requests.Session] = {}
+        self._sessions: dict[tuple[Any, ...], Session] = {}
         self._auth: dict[str, _AuthState] = {}
         self._creds: dict[str, Credential | None] = {}
         self._tokens: dict[tuple[str, tuple[str, ...]], tuple[str, float | None]] = {}
@@ -355,25 +311,19 @@ class Registry:
 
     # plumbing ---------------------------------------------------------------------------------
 
-    def _session(self, host: RegistryHost) -> requests.Session:
+    def _session(self, host: RegistryHost) -> Session:
         key = (host.ca, host.client, host.skip_verify, self.insecure)
         with self._lock:
             session = self._sessions.get(key)
             if session is None:
-                if self.insecure or host.skip_verify:
+                verify = not (self.insecure or bool(host.skip_verify))
+                if not verify:
                     # Chosen by the operator (skip_verify / --insecure-registry); `hosts`
                     # shows it. urllib3 would warn on stderr for every request otherwise.
-                    warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
-                session = requests.Session()
-                session.trust_env = False  # no proxies or netrc credentials from the environment
-                session.verify = not (self.insecure or bool(host.skip_verify))
-                session.mount(
-                    "https://",
-                    _LazyTLSAdapter(lambda: _ssl_context(host, self.insecure), self.pool),
-                )
-                session.mount(
-                    "http://", HTTPAdapter(pool_connections=self.pool, pool_maxsize=self.pool)
-                )
+                    from urllib3.exceptions import InsecureRequestWarning
+
+                    warnings.simplefilter("ignore", InsecureRequestWarning)
+                session = Session(lambda: _ssl_context(host, self.insecure), verify, self.pool)
                 self._sessions[key] = session
         return session
 
@@ -490,13 +440,12 @@ class Registry:
             grant = form["grant_type"]
             self._log(f"http POST {realm} (oauth2 token, {grant} grant) scopes={' '.join(scopes)}")
             try:
-                resp = session.post(
+                resp = session.request(
+                    "POST",
                     realm,
-                    data=form,
+                    form=form,
                     headers=headers,
                     timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
-                    allow_redirects=False,
-                    stream=True,
                 )
             except _TRANSPORT_ERRORS as exc:
                 raise TransportError(
@@ -524,13 +473,12 @@ class Registry:
         url = realm + (sep + urlencode(params) if params else "")
         self._log(f"http GET {url} (token{' with credentials' if auth else ', anonymous'})")
         try:
-            resp = session.get(
+            resp = session.request(
+                "GET",
                 url,
                 headers=headers,
-                auth=auth,
+                basic=auth,
                 timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
-                allow_redirects=False,
-                stream=True,
             )
         except _TRANSPORT_ERRORS as exc:
             raise TransportError(f"token server: {describe_transport_error(exc, realm)}") from None
@@ -540,7 +488,7 @@ class Registry:
             raise self._token_error(resp, netloc)
         return parse_token_response(_read_token(resp), time.time())
 
-    def _token_error(self, resp: requests.Response, netloc: str) -> RegistryError:
+    def _token_error(self, resp: Response, netloc: str) -> RegistryError:
         err = decode_error(resp)
         if resp.status_code == 401:
             return RegistryError(
@@ -551,7 +499,7 @@ class Registry:
             )
         return RegistryError(f"token server: {err}", err.status, err.code)
 
-    def _handle_401(self, resp: requests.Response, netloc: str, sent_auth: bool) -> bool:
+    def _handle_401(self, resp: Response, netloc: str, sent_auth: bool) -> bool:
         """Set up auth for ``netloc`` from a 401; False if retrying cannot help.
 
         A 401 to a request sent without credentials (possibly before another thread set up
@@ -574,7 +522,7 @@ class Registry:
                 state.challenge = chosen
         return not (chosen.scheme == "basic" and self._credential(netloc) is None)
 
-    # requests ---------------------------------------------------------------------------------
+    # requests -------------------------------------------------------------------------------------
 
     def request(
         self,
@@ -587,7 +535,7 @@ class Registry:
         stream: bool = False,
         retry: bool = True,
         ok_statuses: Iterable[int] = (),
-    ) -> requests.Response:
+    ) -> Response:
         """One logical request: auth challenges, redirects (credentials only to the same host),
         retries of transport errors and 408/429/5xx with backoff, https→http fallback."""
         attempts = 0
@@ -621,7 +569,7 @@ class Registry:
                     resp.close()
                     attempts -= 1
                     continue
-                resp._pyctl_hint = self._unauthorized_hint(resp, netloc, sent_auth)  # type: ignore[attr-defined]
+                resp.hint = self._unauthorized_hint(resp, netloc, sent_auth)
             if (
                 retry
                 and status in RETRY_STATUSES
@@ -634,10 +582,10 @@ class Registry:
                 time.sleep(delay)
                 continue
             if attempts > 1 and status in RETRY_STATUSES:
-                resp._pyctl_attempts = attempts  # type: ignore[attr-defined]
+                resp.attempts = attempts
             return resp
 
-    def _unauthorized_hint(self, resp: requests.Response, netloc: str, sent_auth: bool) -> str:
+    def _unauthorized_hint(self, resp: Response, netloc: str, sent_auth: bool) -> str:
         """What to tell the operator about a final 401."""
         if self._credential(netloc) is None:
             return f"no credentials for {self.ref_host}: run pyctl login {self.ref_host}"
@@ -650,7 +598,7 @@ class Registry:
         """Transport errors are retried only on the last endpoint (or the push endpoint):
         a failing mirror falls through to the next one at once, as in containerd. TLS and
         name-resolution failures are never retried: they do not go away in a second."""
-        if isinstance(exc, requests.exceptions.SSLError) and not isinstance(exc, requests.Timeout):
+        if is_tls_error(exc):
             return False
         low = str(exc).lower()
         if "failed to resolve" in low or "name or service not known" in low:
@@ -688,7 +636,7 @@ class Registry:
         extra: Mapping[str, str],
         body: Callable[[], bytes | Iterable[bytes]] | None,
         stream: bool,
-    ) -> requests.Response:
+    ) -> Response:
         session = self._session(host)
         origin = urlsplit(url).netloc
         current = url
@@ -711,15 +659,13 @@ class Registry:
                 method,
                 current,
                 headers=headers,
-                data=data,
-                stream=True,
-                allow_redirects=False,
+                body=data,
                 timeout=(host.dial_timeout or CONNECT_TIMEOUT, READ_TIMEOUT),
             )
             self._log(f"http {method} {current} -> {resp.status_code}")
             redirect = resp.status_code in (301, 302, 303, 307, 308) and "Location" in resp.headers
             if redirect or not stream:
-                # What requests would read whole, read with a cap: an endless answer must
+                # Bodies that are read whole are read with a cap: an endless answer must
                 # neither hang nor fill the memory.
                 _load_body(resp, MAX_ANSWER)
             if redirect:
@@ -996,7 +942,7 @@ class Registry:
             return False
         raise decode_error(resp)
 
-    def _cancel_upload(self, host: RegistryHost, resp: requests.Response) -> None:
+    def _cancel_upload(self, host: RegistryHost, resp: Response) -> None:
         loc = resp.headers.get("Location")
         if loc:
             with contextlib.suppress(RegistryError, *_TRANSPORT_ERRORS):
@@ -1077,7 +1023,7 @@ class Registry:
         if put.status_code not in (200, 201, 202, 204):
             raise decode_error(put)
 
-    def _location(self, resp: requests.Response) -> str:
+    def _location(self, resp: Response) -> str:
         loc = resp.headers.get("Location")
         if not loc:
             raise RegistryError("registry did not return an upload location")
@@ -1138,17 +1084,11 @@ class Registry:
             raise decode_error(resp)
 
 
-def _header_values(resp: requests.Response, name: str) -> list[str]:
-    raw = getattr(resp.raw, "headers", None)
-    if raw is not None and hasattr(raw, "getlist"):
-        values = raw.getlist(name)
-        if values:
-            return list(values)
-    value = resp.headers.get(name)
-    return [value] if value else []
+def _header_values(resp: Response, name: str) -> list[str]:
+    return list(resp.headers.getlist(name))
 
 
-def _iter_body(resp: requests.Response) -> Iterator[bytes]:
+def _iter_body(resp: Response) -> Iterator[bytes]:
     """A streamed body in socket-sized pieces (``READ_PIECE``), each handed out as soon as it
     arrives: when the connection drops, a resume with ``Range`` loses at most one piece
     (urllib3 discards a partly filled read when the connection breaks). The destination
@@ -1160,7 +1100,7 @@ def _iter_body(resp: requests.Response) -> Iterator[bytes]:
     yield from resp.raw.stream(READ_PIECE, decode_content=False)
 
 
-def _load_body(resp: requests.Response, limit: int) -> None:
+def _load_body(resp: Response, limit: int) -> None:
     """Read the body of a streamed response into ``resp.content``, at most ``limit`` bytes.
     Transport errors propagate (the request is then retried)."""
     buf = bytearray()
@@ -1173,13 +1113,13 @@ def _load_body(resp: requests.Response, limit: int) -> None:
                 )
     finally:
         resp.close()  # the connection goes back to the pool when the body was read
-    resp._content = bytes(buf)
+    resp.content = bytes(buf)
 
 
-def _body_prefix(resp: requests.Response, limit: int) -> bytes:
+def _body_prefix(resp: Response, limit: int) -> bytes:
     """The first ``limit`` bytes of the body (an error message), without reading more."""
-    if getattr(resp, "_content", False) is not False:  # read already
-        return (resp.content or b"")[:limit]
+    if resp.content is not None:  # read already
+        return resp.content[:limit]
     buf = bytearray()
     try:
         for chunk in resp.iter_content(CHUNK):
@@ -1191,14 +1131,14 @@ def _body_prefix(resp: requests.Response, limit: int) -> bytes:
     return bytes(buf[:limit])
 
 
-def _read_token(resp: requests.Response) -> bytes:
+def _read_token(resp: Response) -> bytes:
     try:
         return _read_capped(resp, MAX_TOKEN_ANSWER, "token server answer")
     except TransportError as exc:
         raise TransportError(f"token server: {exc}") from None
 
 
-def _read_capped(resp: requests.Response, limit: int, what: str) -> bytes:
+def _read_capped(resp: Response, limit: int, what: str) -> bytes:
     buf = bytearray()
     try:
         for chunk in resp.iter_content(CHUNK):
@@ -1268,7 +1208,7 @@ def _add_query(url: str, params: Mapping[str, str]) -> str:
 
 
 class _SizedBody:
-    """A streamed request body of known length: requests then sends ``Content-Length``
+    """A streamed request body of known length: urllib3 then sends ``Content-Length``
     instead of chunked encoding (registries want the former for blob PUTs)."""
 
     def __init__(self, chunks: Iterable[bytes], size: int) -> None:
