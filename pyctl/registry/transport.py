@@ -27,6 +27,7 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     u3.InvalidChunkLength,
     u3.PoolError,
     u3.ProxyError,
+    ssl.SSLError,
     ConnectionError,
     TimeoutError,
 )
