@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from pyctl.copy import Plan, Progress, Source
-from pyctl.oci import Descriptor, is_index, is_manifest
+from pyctl.oci import Descriptor, is_index, is_layer, is_manifest
 from pyctl.registry.client import Registry, RegistryError
 
 
@@ -51,6 +51,9 @@ class RegistryDestination:
         self.root = plan.root
 
     def missing(self, descs: Sequence[Descriptor]) -> set[str]:
+        """Configs and manifests are looked up here; layers are reported missing and looked up
+        by ``write_blob`` instead, so each upload follows its own HEAD at once rather than
+        after a round of HEADs for every layer."""
         from concurrent.futures import ThreadPoolExecutor
 
         def absent(desc: Descriptor) -> bool:
@@ -59,9 +62,11 @@ class RegistryDestination:
             return not self.registry.blob_exists(self.host, desc.digest)
 
         unique = list({d.digest: d for d in descs}.values())
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(unique)))) as pool:
-            flags = list(pool.map(absent, unique))
-        return {d.digest for d, gone in zip(unique, flags, strict=True) if gone}
+        layers = {d.digest for d in unique if is_layer(d.media_type)}
+        others = [d for d in unique if d.digest not in layers]
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(others)))) as pool:
+            flags = list(pool.map(absent, others))
+        return layers | {d.digest for d, gone in zip(others, flags, strict=True) if gone}
 
     def _mount(self, desc: Descriptor) -> bool:
         """Cross-repository mount from a repository the blob is known to be in."""
@@ -78,6 +83,8 @@ class RegistryDestination:
 
     def write_blob(self, desc: Descriptor, source: Source, progress: Progress) -> str:
         progress.start(desc, "layer")
+        if self.registry.blob_exists(self.host, desc.digest):
+            return "exists"
         if self._mount(desc):
             progress.advance(desc, desc.size)
             return "mounted"
