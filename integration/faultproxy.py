@@ -46,7 +46,6 @@ import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 from .tokenserver import BackgroundHTTPServer, QuietHandler
@@ -199,29 +198,12 @@ class FaultProxy(BackgroundHTTPServer):
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> FaultProxy:
-        self.start_server()
-        return self
-
     def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
         self._stop.set()
         self.stop_server()
-
-    def __enter__(self) -> FaultProxy:
-        if not self.running:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"FaultProxy(url={self.url!r}, upstream={self.upstream!r})"

@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 __all__ = [
     "Access",
@@ -256,6 +256,27 @@ class BackgroundHTTPServer:
             daemon=True,
         )
         self._thread.start()
+
+    # start/stop, and `with` (subclasses extend stop with their own clean-up)
+    def start(self) -> Self:
+        self.start_server()
+        return self
+
+    def stop(self) -> None:
+        self.stop_server()
+
+    def __enter__(self) -> Self:
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
     def stop_server(self) -> None:
         srv, self._server = self._server, None
@@ -477,10 +498,6 @@ class TokenServer(BackgroundHTTPServer):
             self.requested_port = self.port
         return self.port
 
-    def start(self) -> TokenServer:
-        self.start_server()
-        return self
-
     def stop(self) -> None:
         if self._stopped:
             return
@@ -488,19 +505,6 @@ class TokenServer(BackgroundHTTPServer):
         self.stop_server()
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> TokenServer:
-        if not self.running:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"TokenServer(realm={self.realm!r}, service={self.service!r})"

@@ -12,22 +12,17 @@ from pyctl.cli.main import App
 from pyctl.errors import NotFoundError
 
 
-def _write(text: str) -> None:
-    if text:
-        sys.stdout.write(text)
-
-
 def _render_inspect(objects: list[Any], fmt: str | None) -> None:
     import json
 
     if not fmt:
-        _write(json.dumps(objects, indent=4, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(objects, indent=4, ensure_ascii=False) + "\n")
         return
     from pyctl.render import Formatter
 
     fields = sorted({k for o in objects for k in o})
     formatter = Formatter(fmt if fmt != "json" else "{{json .}}", [], fields=fields)
-    _write(formatter.render(objects))
+    sys.stdout.write(formatter.render(objects))
 
 
 def inspect_objects(app: App, names: tuple[str, ...], fmt: str | None, kind: str) -> None:

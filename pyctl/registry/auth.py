@@ -554,7 +554,7 @@ class DockerConfig:
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
             directory = os.path.dirname(os.path.abspath(target))
             os.makedirs(directory, mode=0o700, exist_ok=True)
-            mode, owner = 0o600, None  # SPEC: 0600, even where an older file was looser
+            owner = None
             try:
                 st = os.stat(target)
             except FileNotFoundError:
@@ -569,7 +569,7 @@ class DockerConfig:
                 if written <= 0:
                     raise OSError(errno.EIO, "short write")
                 view = view[written:]
-            os.fchmod(fd, mode)
+            os.fchmod(fd, 0o600)  # SPEC: 0600, even where an older file was looser
             if owner is not None:
                 with contextlib.suppress(OSError):
                     os.fchown(fd, *owner)

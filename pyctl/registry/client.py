@@ -83,10 +83,6 @@ def _timeout(name: str, default: float) -> float:
 CONNECT_TIMEOUT = _timeout("PYCTL_CONNECT_TIMEOUT", 30.0)
 READ_TIMEOUT = _timeout("PYCTL_READ_TIMEOUT", 60.0)
 
-_TRANSPORT_ERRORS = TRANSPORT_ERRORS
-_HTTP_ERRORS = HTTP_ERRORS
-
-
 class RegistryError(PyctlError):
     """The registry answered with an error (or could not be reached)."""
 
@@ -111,7 +107,7 @@ def decode_error(resp: Response) -> RegistryError:
     code = ""
     try:
         body = _body_prefix(resp, 64000) if resp.request.method != "HEAD" else b""
-    except (*_TRANSPORT_ERRORS, *_HTTP_ERRORS):
+    except (*TRANSPORT_ERRORS, *HTTP_ERRORS):
         body = b""
     if body:
         try:
@@ -439,20 +435,7 @@ class Registry:
                 form["service"] = service
             grant = form["grant_type"]
             self._log(f"http POST {realm} (oauth2 token, {grant} grant) scopes={' '.join(scopes)}")
-            try:
-                resp = session.request(
-                    "POST",
-                    realm,
-                    form=form,
-                    headers=headers,
-                    timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
-                )
-            except _TRANSPORT_ERRORS as exc:
-                raise TransportError(
-                    f"token server: {describe_transport_error(exc, realm)}"
-                ) from None
-            except _HTTP_ERRORS as exc:
-                raise RegistryError(f"token server {realm}: {_short(str(exc))}") from None
+            resp = _token_request(session, "POST", realm, realm, headers, form=form)
             if resp.status_code == 200:
                 return parse_token_response(_read_token(resp), time.time())
             fallback = resp.status_code in (400, 401, 404) or (
@@ -472,18 +455,7 @@ class Registry:
         sep = "&" if "?" in realm else "?"
         url = realm + (sep + urlencode(params) if params else "")
         self._log(f"http GET {url} (token{' with credentials' if auth else ', anonymous'})")
-        try:
-            resp = session.request(
-                "GET",
-                url,
-                headers=headers,
-                basic=auth,
-                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
-            )
-        except _TRANSPORT_ERRORS as exc:
-            raise TransportError(f"token server: {describe_transport_error(exc, realm)}") from None
-        except _HTTP_ERRORS as exc:
-            raise RegistryError(f"token server {realm}: {_short(str(exc))}") from None
+        resp = _token_request(session, "GET", url, realm, headers, basic=auth)
         if resp.status_code != 200:
             raise self._token_error(resp, netloc)
         return parse_token_response(_read_token(resp), time.time())
@@ -522,7 +494,7 @@ class Registry:
                 state.challenge = chosen
         return not (chosen.scheme == "basic" and self._credential(netloc) is None)
 
-    # requests -------------------------------------------------------------------------------------
+    # requests ---------------------------------------------------------------------------------
 
     def request(
         self,
@@ -544,7 +516,7 @@ class Registry:
             attempts += 1
             try:
                 resp = self._send(method, host, url, headers or {}, body, stream)
-            except _TRANSPORT_ERRORS as exc:
+            except TRANSPORT_ERRORS as exc:
                 if self._fallback_to_http(host, url, exc):
                     url = _with_scheme(url, "http")
                     attempts -= 1
@@ -558,7 +530,7 @@ class Registry:
                 if attempts > 1:
                     reason += f" (gave up after {attempts} attempts)"
                 raise TransportError(reason) from None
-            except _HTTP_ERRORS as exc:
+            except HTTP_ERRORS as exc:
                 raise RegistryError(f"{method} {url}: {_short(str(exc))}") from None
             status = resp.status_code
             if status == 401:
@@ -878,7 +850,7 @@ class Registry:
                             f"{desc.digest}: registry sent more than the {desc.size} bytes expected"
                         )
                     yield chunk
-            except _TRANSPORT_ERRORS as exc:
+            except TRANSPORT_ERRORS as exc:
                 # A drop after progress starts the count again: a long download over a flaky
                 # network may need many resumes, a connection that dies at once does not.
                 failures = 1 if position > failed_at else failures + 1
@@ -893,7 +865,7 @@ class Registry:
                 self._log(f"resuming {desc.digest} at byte {position} after: {exc}")
                 time.sleep(_backoff(failures))
                 continue
-            except _HTTP_ERRORS as exc:
+            except HTTP_ERRORS as exc:
                 raise RegistryError(f"{kind[:-1]} {desc.digest}: {_short(str(exc))}") from None
             finally:
                 resp.close()
@@ -945,7 +917,7 @@ class Registry:
     def _cancel_upload(self, host: RegistryHost, resp: Response) -> None:
         loc = resp.headers.get("Location")
         if loc:
-            with contextlib.suppress(RegistryError, *_TRANSPORT_ERRORS):
+            with contextlib.suppress(RegistryError, *TRANSPORT_ERRORS):
                 self.request("DELETE", host, urljoin(resp.url, loc), retry=False).close()
 
     def upload_blob(
@@ -1084,6 +1056,32 @@ class Registry:
             raise decode_error(resp)
 
 
+def _token_request(
+    session: Session,
+    method: str,
+    url: str,
+    realm: str,
+    headers: Mapping[str, str],
+    *,
+    form: Mapping[str, str] | None = None,
+    basic: tuple[str, str] | None = None,
+) -> Response:
+    """One request to the token server ``realm``; its failures named as the token server's."""
+    try:
+        return session.request(
+            method,
+            url,
+            headers=headers,
+            form=form,
+            basic=basic,
+            timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+        )
+    except TRANSPORT_ERRORS as exc:
+        raise TransportError(f"token server: {describe_transport_error(exc, realm)}") from None
+    except HTTP_ERRORS as exc:
+        raise RegistryError(f"token server {realm}: {_short(str(exc))}") from None
+
+
 def _header_values(resp: Response, name: str) -> list[str]:
     return list(resp.headers.getlist(name))
 
@@ -1145,9 +1143,9 @@ def _read_capped(resp: Response, limit: int, what: str) -> bytes:
             buf += chunk
             if len(buf) > limit:
                 raise RegistryError(f"{what} is larger than {limit} bytes")
-    except _TRANSPORT_ERRORS as exc:
+    except TRANSPORT_ERRORS as exc:
         raise TransportError(f"{what}: {describe_transport_error(exc, resp.url)}") from None
-    except _HTTP_ERRORS as exc:
+    except HTTP_ERRORS as exc:
         raise RegistryError(f"{what}: {_short(str(exc))}") from None
     finally:
         resp.close()
