@@ -14,6 +14,7 @@ from typing import Any
 from bench.common import (
     RATIO_COLUMNS,
     alternate,
+    empty_namespace,
     install_pyctl,
     peak_rss_mib,
     print_table,
@@ -33,17 +34,6 @@ def _tar_layout(layout: Path, out: Path) -> None:
     with tarfile.open(out, "w") as tf:
         for p in sorted(layout.rglob("*")):
             tf.add(p, arcname=str(p.relative_to(layout)), recursive=False)
-
-
-def _clean(cd: Containerd) -> None:
-    """Remove every image, then let GC take content and snapshots; check nothing is left."""
-    names = cd.lines("images", "ls", "-q", namespace=NS)
-    if names:
-        cd.ctr("images", "rm", "--sync", *names, namespace=NS)
-    left = cd.lines("content", "ls", "-q", namespace=NS)
-    left += cd.lines("snapshots", "ls", namespace=NS)[1:]  # (no -q; a header line)
-    if left:
-        raise SystemExit(f"bench: content or snapshots left after cleanup: {left[:3]}")
 
 
 def run(runs: int) -> list[dict[str, Any]]:
@@ -69,7 +59,7 @@ def run(runs: int) -> list[dict[str, Any]]:
                     [*pyctl, "-n", NS, "import", "--base-name", BASE, str(archive)], env
                 ),
             },
-            between=lambda: _clean(cd),
+            between=lambda: empty_namespace(cd, NS),
         )
         results.append(ratio_row(f"import + unpack, {size}", med))
 
@@ -82,11 +72,11 @@ def run(runs: int) -> list[dict[str, Any]]:
         med = alternate(
             runs,
             {"ctr": lambda: timed(ctr_stdin), "pyctl": lambda: timed(pyctl_stdin, env)},
-            between=lambda: _clean(cd),
+            between=lambda: empty_namespace(cd, NS),
         )
         results.append(ratio_row(f"import + unpack from stdin, {size}", med))
         rss = peak_rss_mib(pyctl_stdin, env)
-        _clean(cd)
+        empty_namespace(cd, NS)
 
         cd.ctr("images", "import", "--base-name", BASE, str(archive), namespace=NS)
         out = tmp / "out.tar"
@@ -103,7 +93,7 @@ def run(runs: int) -> list[dict[str, Any]]:
             runs, {"ctr": lambda: export_with("ctr"), "pyctl": lambda: export_with("pyctl")}
         )
         results.append(ratio_row(f"export, {size}", med))
-        _clean(cd)
+        empty_namespace(cd, NS)
     print_table(results, RATIO_COLUMNS)
     print(f"pyctl import from stdin, peak RSS: {rss:.0f} MiB")
     results.append(

@@ -9,7 +9,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from integration.testbed import Containerd
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -34,6 +37,17 @@ def install_pyctl(target: Path) -> list[str]:
         check=True,
     )
     return [sys.executable, "-c", "from pyctl.cli.main import main; main()"]
+
+
+def empty_namespace(cd: Containerd, namespace: str) -> None:
+    """Remove every image, then let GC take content and snapshots; check nothing is left."""
+    names = cd.lines("images", "ls", "-q", namespace=namespace)
+    if names:
+        cd.ctr("images", "rm", "--sync", *names, namespace=namespace)
+    left = cd.lines("content", "ls", "-q", namespace=namespace)
+    left += cd.lines("snapshots", "ls", namespace=namespace)[1:]  # (no -q; a header line)
+    if left:
+        raise SystemExit(f"bench: content or snapshots left after cleanup: {left[:3]}")
 
 
 def timed(cmd: Sequence[str], env: dict[str, str] | None = None) -> float:

@@ -18,6 +18,7 @@ from typing import Any
 from bench.common import (
     RATIO_COLUMNS,
     alternate,
+    empty_namespace,
     install_pyctl,
     peak_rss_mib,
     print_table,
@@ -114,16 +115,6 @@ def build_layout(layout: Path, layers: int, mib: int, *, compress: bool) -> None
     (layout / "index.json").write_text(json.dumps(index))
 
 
-def _clean(cd: Containerd) -> None:
-    """Remove every image, then let GC take content and snapshots; check nothing is left."""
-    names = cd.lines("images", "ls", "-q", namespace=NS)
-    if names:
-        cd.ctr("images", "rm", "--sync", *names, namespace=NS)
-    left = cd.lines("content", "ls", "-q", namespace=NS)
-    if left:
-        raise SystemExit(f"bench: content left after cleanup: {left[:3]}")
-
-
 def run(runs: int) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     with (
@@ -150,7 +141,7 @@ def run(runs: int) -> list[dict[str, Any]]:
                 "ctr": lambda: timed([*ctr, "images", "pull", "--plain-http", ref]),
                 "pyctl": lambda: timed([*pyctl, "-n", NS, "pull", "-q", ref], env),
             },
-            between=lambda: _clean(cd),
+            between=lambda: empty_namespace(cd, NS),
         )
         size = f"{LAYERS} x {LAYER_MIB} MiB gzip layers"
         results.append(ratio_row(f"pull, {size}", med))
@@ -173,7 +164,7 @@ def run(runs: int) -> list[dict[str, Any]]:
             runs, {"ctr": lambda: push_with("ctr"), "pyctl": lambda: push_with("pyctl")}
         )
         results.append(ratio_row(f"push, {size}", med))
-        _clean(cd)
+        empty_namespace(cd, NS)
 
         build_layout(tmp / "big", 1, BIG_MIB, compress=False)
         skopeo(
@@ -184,7 +175,7 @@ def run(runs: int) -> list[dict[str, Any]]:
         )
         shutil.rmtree(tmp / "big")
         rss = peak_rss_mib([*pyctl, "-n", NS, "pull", "-q", f"{reg.host}/bench/big:1"], env)
-        _clean(cd)
+        empty_namespace(cd, NS)
         results.append(
             {
                 "scenario": f"pyctl pull peak RSS, one {BIG_MIB} MiB layer",
