@@ -6,6 +6,7 @@ Fixtures (all fail loudly, nothing is skipped):
 * ``namespace`` (function)  -> str, a fresh unique namespace, emptied and deleted afterwards
 * ``more_namespaces`` (function) -> ``make(suffix) -> str``: further unique namespaces, cleaned
   up afterwards
+* ``k8s_ns`` (function)  -> ``"k8s.io"``, checked empty first, emptied afterwards
 * ``module_namespace`` (module) -> str, the same for a whole test module (read-only fixtures)
 * ``registry`` (function)   -> testbed.Registry, plain HTTP on 127.0.0.1:<free port>
 * ``cert_authority`` (session) -> testbed.CertAuthority writing into a session tmp dir
@@ -115,6 +116,15 @@ def more_namespaces(containerd: Containerd, namespace: str) -> Iterator[Callable
     yield make
     for ns in made:
         containerd.clean_namespace(ns)
+
+
+@pytest.fixture
+def k8s_ns(containerd: Containerd) -> Iterator[str]:
+    """The CRI plugin's namespace ``k8s.io`` (operators name it verbatim), empty before the
+    test and emptied (not deleted) afterwards."""
+    assert containerd.images("k8s.io") == [], "k8s.io must start empty"
+    yield "k8s.io"
+    containerd.clean_namespace("k8s.io", delete=False)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -577,13 +576,6 @@ def test_image_prune(
 
 
 # --- k8s.io: the CRI plugin's extra records ------------------------------------------------------
-
-
-@pytest.fixture
-def k8s_ns(containerd: Containerd) -> Iterator[str]:
-    assert containerd.images("k8s.io") == [], "k8s.io must start empty"
-    yield "k8s.io"
-    containerd.clean_namespace("k8s.io", delete=False)
 
 
 def test_k8s_io_folds_cri_records(

@@ -12,7 +12,7 @@ from typing import IO, Any, TypeVar
 import click
 
 from pyctl.cli.complete import complete_images
-from pyctl.cli.main import App
+from pyctl.cli.main import App, command
 from pyctl.cli.registry import _platform_options
 from pyctl.errors import PyctlError, prefixed
 
@@ -88,7 +88,7 @@ def _import(
 
 
 def _import_command(name: str) -> click.Command:
-    @click.command(name)
+    @command(name)
     @click.argument("file", metavar="FILE|-", type=click.Path(dir_okay=False, allow_dash=True))
     @click.option(
         "--base-name",
@@ -100,7 +100,7 @@ def _import_command(name: str) -> click.Command:
     @_platform_options
     @click.option("--no-unpack", is_flag=True, help="do not unpack into the snapshotter")
     @click.pass_obj
-    def command(
+    def run(
         app: App,
         file: str,
         base_name: str | None,
@@ -129,7 +129,7 @@ def _import_command(name: str) -> click.Command:
             else:
                 click.echo(f"imported {image.name} ({image.digest})")
 
-    return command
+    return run
 
 
 import_cmd = _import_command("import")
@@ -142,7 +142,7 @@ def _file_option(*decls: str, help: str) -> Callable[[F], F]:
     return click.option(*decls, metavar="FILE", type=path, default="-", help=help)
 
 
-@click.command("load")
+@command("load")
 @_file_option("-i", "--input", "input_", help="read from this tar archive instead of stdin")
 @_platform_options
 @click.option("-q", "--quiet", is_flag=True, help="no progress bars")
@@ -214,7 +214,7 @@ def _export(
 
 
 def _export_command(name: str) -> click.Command:
-    @click.command(name)
+    @command(name)
     @click.argument("out", metavar="OUT|-", type=click.Path(dir_okay=False, allow_dash=True))
     @click.argument(
         "names", metavar="IMAGE...", nargs=-1, required=True, shell_complete=complete_images
@@ -226,7 +226,7 @@ def _export_command(name: str) -> click.Command:
         help="leave out the Docker manifest.json (an OCI layout only)",
     )
     @click.pass_obj
-    def command(
+    def run(
         app: App,
         out: str,
         names: tuple[str, ...],
@@ -248,14 +248,14 @@ def _export_command(name: str) -> click.Command:
             skip_manifest_json=skip_manifest_json,
         )
 
-    return command
+    return run
 
 
 export_cmd = _export_command("export")
 image_export = _export_command("export")
 
 
-@click.command("save")
+@command("save")
 @click.argument(
     "names", metavar="IMAGE...", nargs=-1, required=True, shell_complete=complete_images
 )

@@ -13,10 +13,11 @@ from click.shell_completion import CompletionItem
 
 
 def _client(ctx: click.Context, namespace: str | None = None) -> Any:
+    from pyctl.cli.main import global_flags
     from pyctl.config import resolve_settings
     from pyctl.containerd.client import Client
 
-    params = dict(ctx.find_root().params)
+    params = global_flags(ctx)  # before and after the command: `images -n k8s.io <TAB>`
     config_file = params.pop("config_file", None)
     s = resolve_settings(params, config_path=config_file)
     return Client(s.address, namespace or s.namespace), s

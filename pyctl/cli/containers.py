@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from pyctl.cli.inspect import container_inspect
-from pyctl.cli.main import App, PyctlGroup
+from pyctl.cli.main import App, PyctlGroup, command
 
 
 def _ps_options(f: Any) -> Any:
@@ -101,7 +101,7 @@ def _ps(
     sys.stdout.write(formatter.render(rows))
 
 
-@click.command("ps")
+@command("ps")
 @_ps_options
 @click.pass_obj
 def ps_cmd(app: App, /, **kw: Any) -> None:
@@ -109,7 +109,7 @@ def ps_cmd(app: App, /, **kw: Any) -> None:
     _ps(app, **kw)
 
 
-@click.command("ls")
+@command("ls")
 @_ps_options
 @click.pass_obj
 def container_ls(app: App, /, **kw: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from pyctl.cli.complete import complete_images
-from pyctl.cli.main import App, PyctlGroup
+from pyctl.cli.main import App, PyctlGroup, command
 from pyctl.errors import PyctlError
 
 
@@ -88,7 +88,7 @@ def _images(
     _emit(formatter.render(rows))
 
 
-@click.command("images")
+@command("images")
 @_list_options
 @click.pass_obj
 def images_cmd(app: App, /, **kw: Any) -> None:
@@ -96,7 +96,7 @@ def images_cmd(app: App, /, **kw: Any) -> None:
     _images(app, **kw)
 
 
-@click.command("ls")
+@command("ls")
 @_list_options
 @click.pass_obj
 def image_ls(app: App, /, **kw: Any) -> None:
@@ -110,7 +110,7 @@ def _tag(app: App, source: str, target: str) -> None:
     tag(app.client(), source, target)
 
 
-@click.command("tag")
+@command("tag")
 @click.argument("source", shell_complete=complete_images)
 @click.argument("target")
 @click.pass_obj
@@ -137,7 +137,7 @@ _rmi_args = [
 ]
 
 
-@click.command("rmi")
+@command("rmi")
 @_rmi_args[0]
 @_rmi_args[1]
 @click.pass_obj
@@ -146,7 +146,7 @@ def rmi_cmd(app: App, images: tuple[str, ...], force: bool) -> None:
     _rmi(app, images, force)
 
 
-@click.command("rm")
+@command("rm")
 @_rmi_args[0]
 @_rmi_args[1]
 @click.pass_obj
@@ -155,7 +155,7 @@ def image_rm(app: App, images: tuple[str, ...], force: bool) -> None:
     _rmi(app, images, force)
 
 
-@click.command("prune")
+@command("prune")
 @click.option(
     "-a",
     "--all",

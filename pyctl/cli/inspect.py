@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from pyctl.cli.complete import complete_containers, complete_images, complete_objects
-from pyctl.cli.main import App
+from pyctl.cli.main import App, command
 from pyctl.errors import NotFoundError
 
 
@@ -80,7 +80,7 @@ _INSPECT_FIELDS = [
 ]
 
 
-@click.command("inspect")
+@command("inspect")
 @click.argument("names", nargs=-1, required=True, shell_complete=complete_objects)
 @click.option("-f", "--format", "fmt", metavar="FORMAT", help="Go template or json")
 @click.option(
@@ -99,14 +99,14 @@ def inspect_cmd(app: App, names: tuple[str, ...], fmt: str | None, kind: str | N
 def _kind_inspect(kind: str, complete: Any) -> click.Command:
     """`image inspect` / `container inspect`: the one kind only."""
 
-    @click.command("inspect", help=f"Show low-level information on {kind}s as JSON.")
+    @command("inspect", help=f"Show low-level information on {kind}s as JSON.")
     @click.argument("names", nargs=-1, required=True, shell_complete=complete)
     @click.option("-f", "--format", "fmt", metavar="FORMAT", help="Go template or json")
     @click.pass_obj
-    def command(app: App, names: tuple[str, ...], fmt: str | None) -> None:
+    def run(app: App, names: tuple[str, ...], fmt: str | None) -> None:
         inspect_objects(app, names, fmt, kind)
 
-    return command
+    return run
 
 
 image_inspect = _kind_inspect("image", complete_images)

@@ -10,10 +10,11 @@ import contextlib
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+from click.core import ParameterSource
 
 from pyctl import __version__
 from pyctl.cli.complete import complete_namespaces
@@ -46,6 +47,11 @@ class App:
             self._settings = resolve_settings(flags, config_path=config_file)
         return self._settings
 
+    def set_flags(self, flags: dict[str, Any]) -> None:
+        """The global options as given, before and after the command."""
+        self.flags = flags
+        self._settings = None
+
     def client(self, namespace: str | None = None) -> Client:
         if self._client is None:
             from pyctl.containerd.client import Client
@@ -66,19 +72,200 @@ def app_of(ctx: click.Context) -> App:
     return root.obj
 
 
-class PyctlGroup(click.Group):
-    """Keeps commands in the order they are added in `--help`; ``aliases`` maps other names
-    (docker's and nerdctl's, e.g. ``list`` for ``ls``) to a command's own."""
+# The global options (SPEC "Global options"): declarations and keyword arguments. The root
+# group has them all; every command and group below it has them too, so they may stand before
+# or after the command, minus any option string the command already uses for an option of its
+# own (`images -a` is --all, `ps -n` is --last; the long forms always mean the global option).
+_GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (
+        ("-a", "--address", "address"),
+        {
+            "metavar": "PATH",
+            "help": "containerd socket "
+            "[env CONTAINERD_ADDRESS; default /run/containerd/containerd.sock]",
+        },
+    ),
+    (
+        ("-n", "--namespace", "namespace"),
+        {
+            "metavar": "NAME",
+            "shell_complete": complete_namespaces,
+            "help": "containerd namespace [env CONTAINERD_NAMESPACE; default: default]",
+        },
+    ),
+    (
+        ("--snapshotter", "snapshotter"),
+        {
+            "metavar": "NAME",
+            "help": "snapshotter to unpack into [env CONTAINERD_SNAPSHOTTER; default overlayfs]",
+        },
+    ),
+    (
+        ("--hosts-dir", "hosts_dir"),
+        {
+            "multiple": True,
+            "metavar": "DIR",
+            "help": "registry hosts directory (repeatable) [default: CRI config_path, "
+            "/etc/containerd/certs.d, /etc/docker/certs.d]",
+        },
+    ),
+    (
+        ("--containerd-config", "containerd_config"),
+        {
+            "metavar": "FILE",
+            "help": "containerd config with the CRI registry settings "
+            "[default /etc/containerd/config.toml]",
+        },
+    ),
+    (
+        ("--insecure-registry", "insecure_registry"),
+        {"is_flag": True, "default": None, "help": "skip TLS verification and allow plain HTTP"},
+    ),
+    (
+        ("--debug", "debug"),
+        {"is_flag": True, "default": None, "help": "log gRPC calls and HTTP requests to stderr"},
+    ),
+    (
+        ("--config", "config_file"),
+        {
+            "metavar": "FILE",
+            "help": "pyctl.toml [env PYCTL_CONFIG; default /etc/pyctl/pyctl.toml, then "
+            "~/.config/pyctl/pyctl.toml]",
+        },
+    ),
+]
+
+
+class GlobalOption(click.Option):
+    """A global option repeated on a command: listed under "Global Options" in its help."""
+
+
+def _global_options(taken: set[str]) -> list[click.Option]:
+    """The global options for a command whose own options use the option strings ``taken``."""
+    out: list[click.Option] = []
+    for decls, kwargs in _GLOBAL_OPTIONS:
+        kept = [d for d in decls if not d.startswith("-") or d not in taken]
+        out.append(GlobalOption(kept, **kwargs))
+    return out
+
+
+def _given_here(ctx: click.Context) -> dict[str, Any]:
+    """The global options given on the command line after ``ctx``'s command name."""
+    given: dict[str, Any] = {}
+    for param in ctx.command.params:
+        if (
+            isinstance(param, GlobalOption)
+            and param.name in ctx.params
+            and ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE
+        ):
+            given[param.name] = ctx.params[param.name]
+    return given
+
+
+def _merge(flags: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` over ``flags``: a later option overrides an earlier one, ``--hosts-dir``
+    adds up."""
+    out = dict(flags)
+    for name, value in given.items():
+        out[name] = (*out.get(name, ()), *value) if isinstance(value, tuple) else value
+    return out
+
+
+def global_flags(ctx: click.Context) -> dict[str, Any]:
+    """The global options given on the command line up to ``ctx``: the root's, then each
+    group's and command's below it (for completion, where no command runs)."""
+    chain: list[click.Context] = []
+    node: click.Context | None = ctx
+    while node is not None:
+        chain.append(node)
+        node = node.parent
+    flags = dict(chain[-1].params)  # the root: every global option, given or not
+    for c in reversed(chain[:-1]):
+        flags = _merge(flags, _given_here(c))
+    return flags
+
+
+class _TakesGlobalOptions:
+    """Mixin for commands and groups below the root: adds the global options and, before the
+    command runs, hands the ones given after the command to the app's settings."""
+
+    params: list[click.Parameter]
+
+    def _add_global_options(self) -> None:
+        taken = {opt for p in self.params for opt in (*p.opts, *p.secondary_opts)}
+        names = {p.name for p in self.params}
+        options = _global_options(taken)
+        clash = names.intersection(o.name for o in options)
+        if clash:
+            raise TypeError(f"command parameter names clash with global options: {clash}")
+        self.params.extend(options)
+
+    def _absorb_global_options(self, ctx: click.Context) -> App:
+        app = app_of(ctx)
+        app.set_flags(_merge(app.flags, _given_here(ctx)))
+        for param in self.params:
+            if isinstance(param, GlobalOption):
+                ctx.params.pop(param.name or "", None)
+        return app
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        own: list[tuple[str, str]] = []
+        shared: list[tuple[str, str]] = []
+        for param in self.get_params(ctx):  # type: ignore[attr-defined]
+            record = param.get_help_record(ctx)
+            if record is not None and not isinstance(param, click.Argument):
+                (shared if isinstance(param, GlobalOption) else own).append(record)
+        if own:
+            with formatter.section("Options"):
+                formatter.write_dl(own)
+        if shared:
+            with formatter.section("Global Options"):
+                formatter.write_dl(shared)
+
+
+class PyctlCommand(_TakesGlobalOptions, click.Command):
+    """Every pyctl command: takes the global options after its name too (nerdctl's habit)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._add_global_options()
+
+    def invoke(self, ctx: click.Context) -> Any:
+        global _debug
+        app = self._absorb_global_options(ctx)
+        # Resolve now: a bad config file or namespace fails before the command does anything.
+        _debug = app.settings.debug
+        return super().invoke(ctx)
+
+
+class PyctlGroup(_TakesGlobalOptions, click.Group):
+    """A command group below the root (image, container, namespace). Keeps commands in the
+    order they are added in `--help`; ``aliases`` maps other names (docker's and nerdctl's,
+    e.g. ``list`` for ``ls``) to a command's own."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.aliases: dict[str, str] = {}
+        self._add_global_options()
+
+    def invoke(self, ctx: click.Context) -> Any:
+        self._absorb_global_options(ctx)
+        return super().invoke(ctx)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_options(ctx, formatter)
+        self.format_commands(ctx, formatter)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         return super().get_command(ctx, self.aliases.get(cmd_name, cmd_name))
+
+
+def command(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], PyctlCommand]:
+    """``@click.command`` for pyctl commands (they take the global options)."""
+    return click.command(name, cls=PyctlCommand, **kwargs)
 
 
 # Top-level command -> the pyctl.cli module defining it (in `--help` order). A command's
@@ -126,68 +313,25 @@ class RootGroup(click.Group):
         return None
 
 
+def _root_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for decls, kwargs in reversed(_GLOBAL_OPTIONS):
+        if decls[-1] == "config_file":
+            kwargs = {**kwargs, "envvar": "PYCTL_CONFIG"}
+        f = click.option(*decls, **kwargs)(f)
+    return f
+
+
 @click.group(cls=RootGroup, context_settings=CONTEXT_SETTINGS)
-@click.option(
-    "-a",
-    "--address",
-    metavar="PATH",
-    help="containerd socket [env CONTAINERD_ADDRESS; default /run/containerd/containerd.sock]",
-)
-@click.option(
-    "-n",
-    "--namespace",
-    metavar="NAME",
-    shell_complete=complete_namespaces,
-    help="containerd namespace [env CONTAINERD_NAMESPACE; default: default]",
-)
-@click.option(
-    "--snapshotter",
-    metavar="NAME",
-    help="snapshotter to unpack into [env CONTAINERD_SNAPSHOTTER; default overlayfs]",
-)
-@click.option(
-    "--hosts-dir",
-    "hosts_dir",
-    multiple=True,
-    metavar="DIR",
-    help="registry hosts directory (repeatable) [default: CRI config_path, "
-    "/etc/containerd/certs.d, /etc/docker/certs.d]",
-)
-@click.option(
-    "--containerd-config",
-    metavar="FILE",
-    help="containerd config with the CRI registry settings "
-    "[default /etc/containerd/config.toml]",
-)
-@click.option(
-    "--insecure-registry",
-    is_flag=True,
-    default=None,
-    help="skip TLS verification and allow plain HTTP",
-)
-@click.option(
-    "--debug", is_flag=True, default=None, help="log gRPC calls and HTTP requests to stderr"
-)
-@click.option(
-    "--config",
-    "config_file",
-    metavar="FILE",
-    envvar="PYCTL_CONFIG",
-    help="pyctl.toml [env PYCTL_CONFIG; default /etc/pyctl/pyctl.toml, then "
-    "~/.config/pyctl/pyctl.toml]",
-)
+@_root_options
 @click.version_option(
     __version__, "-v", "--version", prog_name="pyctl", message="%(prog)s version %(version)s"
 )
 @click.pass_context
 def cli(ctx: click.Context, /, **flags: Any) -> None:
     """A Docker-compatible command line for containerd."""
-    global _debug
     app = App(flags)
     ctx.obj = app
     ctx.call_on_close(app.close)
-    # Resolve now: a bad config file or namespace fails before any command runs.
-    _debug = app.settings.debug
 
 
 def _usage_message(exc: click.UsageError) -> str:

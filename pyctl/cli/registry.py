@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from pyctl.cli.complete import complete_images, complete_registries
-from pyctl.cli.main import App
+from pyctl.cli.main import App, command
 from pyctl.errors import PyctlError, UsageError, prefixed
 
 
@@ -33,7 +33,7 @@ def _platform_options(f: Any) -> Any:
     return f
 
 
-@click.command("pull")
+@command("pull")
 @click.argument("reference", shell_complete=complete_images)
 @_platform_options
 @click.option(
@@ -87,7 +87,7 @@ def pull_cmd(
     click.echo(result.reference)
 
 
-@click.command("push")
+@command("push")
 @click.argument("reference", shell_complete=complete_images)
 @_platform_options
 @click.option("-q", "--quiet", is_flag=True, help="print only the final digest line")
@@ -113,7 +113,7 @@ def push_cmd(
     click.echo(f"{reference}: digest: {result.digest} size: {result.size}")
 
 
-@click.command("login")
+@command("login")
 @click.argument("server", required=False, shell_complete=complete_registries)
 @click.option("-u", "--username", help="username")
 @click.option("-p", "--password", help="password (insecure: prefer --password-stdin)")
@@ -157,7 +157,7 @@ def login_cmd(
     click.echo("Login Succeeded")
 
 
-@click.command("logout")
+@command("logout")
 @click.argument("server", required=False, shell_complete=complete_registries)
 @click.pass_obj
 def logout_cmd(app: App, server: str | None) -> None:
@@ -172,7 +172,7 @@ def logout_cmd(app: App, server: str | None) -> None:
         click.echo(f"Not logged in to {key}")
 
 
-@click.command("hosts")
+@command("hosts")
 @click.argument("target", metavar="REF|HOST")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.pass_obj

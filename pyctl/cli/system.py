@@ -7,11 +7,11 @@ from typing import Any
 
 import click
 
-from pyctl.cli.main import App, PyctlGroup
+from pyctl.cli.main import App, PyctlGroup, command
 from pyctl.errors import PyctlError
 
 
-@click.command("ls")
+@command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="only display namespace names")
 @click.option("--no-trunc", is_flag=True, help="accepted like every listing (nothing is cut)")
 @click.option("--format", "fmt", metavar="FORMAT", help="table, json, or a Go template")
@@ -45,7 +45,7 @@ def _format_one(obj: dict[str, Any], fmt: str) -> str:
     return Formatter(spec, [], fields=list(obj)).render([obj])
 
 
-@click.command("version")
+@command("version")
 @click.option("-f", "--format", "fmt", metavar="FORMAT", help="json or a Go template")
 @click.pass_obj
 def version_cmd(app: App, fmt: str | None) -> None:
@@ -81,7 +81,7 @@ def version_cmd(app: App, fmt: str | None) -> None:
         raise error
 
 
-@click.command("info")
+@command("info")
 @click.option("-f", "--format", "fmt", metavar="FORMAT", help="json or a Go template")
 @click.pass_obj
 def info_cmd(app: App, fmt: str | None) -> None:
@@ -110,7 +110,7 @@ def info_cmd(app: App, fmt: str | None) -> None:
     sys.stdout.write("\n".join(lines) + "\n")
 
 
-@click.command("completion")
+@command("completion")
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion_cmd(shell: str) -> None:
     """Print the shell completion script for SHELL.
