@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -351,6 +352,99 @@ def test_image_inspect_unknown(listing: Listing) -> None:
     # the found ones are printed, the missing one is an error
     proc = listing.pyctl("inspect", "--format", "{{.Id}}", APP1, "nope", namespace=listing.ns)
     assert_error(proc, "nope", stdout=listing.digests[APP1] + "\n")
+
+
+# --- config digests: the IMAGE ID crictl and docker print ----------------------------------------
+
+
+def test_config_digest_names_the_image(listing: Listing) -> None:
+    """Wherever an image is named, a prefix of its config digest (>= 4 hex, ``sha256:``
+    optional) works as well as one of its target digest."""
+    spec = listing.app1.image
+    assert isinstance(spec, images.ImageSpec)
+    config = spec.config.digest
+    assert config != spec.manifest.digest
+    for q in (config, config[7:], config[:19], config[7:19], config[7:11]):
+        out = listing.run("inspect", "--format", "{{.Id}} {{.ConfigDigest}} {{.Name}}", q)
+        assert out == f"{spec.manifest.digest} {config} {APP1}\n", q
+    # the images table shows it as {{.ConfigDigest}}, per platform row
+    rows = json_lines(listing.run("images", "--format", "json"))
+    by_name = {(r["Name"], r["Platform"]): r["ConfigDigest"] for r in rows}
+    assert by_name[(APP1, HOST)] == config
+    idx = listing.multi.image
+    assert isinstance(idx, images.IndexSpec)
+    for m in idx.manifests:
+        assert by_name[(MULTI, str(m.platform))] == m.config.digest
+    # a non-host platform's config names the whole index image
+    other = next(m for m in idx.manifests if m.platform != images.HOST_PLATFORM)
+    out = listing.run("inspect", "--format", "{{.Id}}", other.config.digest[7:19])
+    assert out == idx.index_digest + "\n"
+    out = listing.run("images", "--format", "{{.ConfigDigest}}", APP1)
+    assert out == config + "\n"
+    # images filters take it too
+    since = listing.run("images", "--format", "{{.Name}}", "-f", f"since={config[7:19]}")
+    by_id = listing.run("images", "--format", "{{.Name}}", "-f", f"since={short(spec.digest)}")
+    assert since == by_id and APP1 not in since.split() and MULTI in since.split()
+
+
+def test_config_digest_ids_for_tag_rmi_save_ps(
+    pyctl: PyctlRunner,
+    containerd: Containerd,
+    namespace: str,
+    busybox_image: Archive,
+    tmp_path: Path,
+) -> None:
+    spec = busybox_image.image
+    assert isinstance(spec, images.ImageSpec)
+    containerd.import_image(busybox_image, namespace=namespace)
+    config_id = spec.config.digest[7:19]  # what `crictl images` / `docker images` show
+    assert_ok(pyctl("tag", config_id, "example.test/by-config:1", namespace=namespace))
+    assert ctr_image_digests(containerd, namespace) == {
+        BUSYBOX_NAME: spec.manifest.digest,
+        "example.test/by-config:1": spec.manifest.digest,
+    }
+    # save by config ID: the archive holds the image, ctr imports it elsewhere
+    out = tmp_path / "by-config.tar"
+    assert_ok(pyctl("save", "-o", str(out), "sha256:" + config_id, namespace=namespace))
+    other = f"{namespace}-copy"
+    try:
+        containerd.ctr("images", "import", str(out), namespace=other)
+        assert set(ctr_image_digests(containerd, other).values()) == {spec.manifest.digest}
+    finally:
+        containerd.clean_namespace(other)
+    # ps --filter ancestor= by config ID
+    cid = unique_id("by-config")
+    containerd.ctr("containers", "create", BUSYBOX_NAME, cid, namespace=namespace)
+    ps = pyctl("ps", "-aq", "--no-trunc", "--filter", f"ancestor={config_id}", namespace=namespace)
+    assert assert_ok(ps) == cid + "\n"
+    # rmi by config ID: refused while a container uses it, and while two names share it
+    assert_error(pyctl("rmi", config_id, namespace=namespace), f"used by container {cid[:12]}")
+    containerd.ctr("containers", "rm", cid, namespace=namespace)
+    assert_error(pyctl("rmi", config_id, namespace=namespace), "referenced by 2 names")
+    out = assert_ok(pyctl("rmi", "-f", spec.config.digest, namespace=namespace))
+    assert sorted(out.splitlines()) == [
+        f"Untagged: {BUSYBOX_NAME}",
+        "Untagged: example.test/by-config:1",
+    ]
+    assert containerd.images(namespace) == []
+
+
+def test_config_digest_is_the_cri_image_id(
+    pyctl: PyctlRunner, containerd: Containerd, k8s_ns: str, busybox_image: Archive
+) -> None:
+    """The CRI plugin names its ID record ``sha256:<config>`` (what crictl shows as IMAGE ID):
+    pyctl's ConfigDigest is that name, and the ID as crictl prints it removes the image."""
+    containerd.import_image(busybox_image, namespace=k8s_ns)
+    wait_until(
+        "the CRI plugin adds its sha256:<config> record",
+        lambda: any(n.startswith("sha256:") for n in containerd.images(k8s_ns)),
+    )
+    (cri_id,) = [n for n in containerd.images(k8s_ns) if n.startswith("sha256:")]
+    shown = assert_ok(pyctl("images", "--format", "{{.ConfigDigest}}", namespace=k8s_ns))
+    assert shown == cri_id + "\n"
+    out = assert_ok(pyctl("rmi", "-f", cri_id[7:20], namespace=k8s_ns))
+    assert f"Untagged: {BUSYBOX_NAME}" in out.splitlines()
+    assert BUSYBOX_NAME not in containerd.images(k8s_ns)
 
 
 # --- tag --------------------------------------------------------------------------------------

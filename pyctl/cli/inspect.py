@@ -53,6 +53,7 @@ def inspect_objects(app: App, names: tuple[str, ...], fmt: str | None, kind: str
 
 _INSPECT_FIELDS = [
     "Id",
+    "ConfigDigest",
     "RepoTags",
     "RepoDigests",
     "Parent",

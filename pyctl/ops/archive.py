@@ -202,12 +202,13 @@ class _Wanted:
 
 
 def _wanted(client: Client, queries: Sequence[str]) -> list[_Wanted]:
-    from pyctl.ops.catalog import require_records
+    from pyctl.ops.catalog import Catalog, require_records
 
-    records = images.list_records(client)
+    catalog = Catalog(client)
+    records = catalog.records()
     out: list[_Wanted] = []
     for q in queries:
-        for rec in require_records(records, q):
+        for rec in require_records(records, q, catalog):
             w = _Wanted(rec.name, rec.target)
             if w not in out:
                 out.append(w)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from pyctl.containerd import content, images, snapshots
 from pyctl.containerd.client import Client
@@ -65,11 +64,13 @@ def best_platform(platforms: Sequence[PlatformImage], want: Platform) -> Platfor
 
 
 class Catalog:
-    def __init__(self, client: Client, snapshotter: str) -> None:
+    def __init__(self, client: Client, snapshotter: str = "") -> None:
+        """``snapshotter``: where unpacked sizes are read (not needed for lookups)."""
         self.client = client
         self.snapshotter = snapshotter
         self._present: set[str] | None = None
         self._blobs: dict[str, bytes] = {}
+        self._configs: dict[str, frozenset[str]] = {}
 
     # content ----------------------------------------------------------------------------------
 
@@ -101,7 +102,11 @@ class Catalog:
 
     # resolution -------------------------------------------------------------------------------
 
-    def resolve(self, records: Sequence[ImageRecord], *, sizes: bool = True) -> list[ResolvedImage]:
+    def _manifests(
+        self, records: Sequence[ImageRecord]
+    ) -> tuple[dict[str, list[Descriptor]], dict[str, Descriptor], dict[str, Manifest]]:
+        """For each record target: its manifest descriptors (an index's entries, or itself);
+        every such descriptor by digest; and the manifests present here, parsed."""
         targets = {r.target.digest: r.target for r in records}
         self.read_many(
             d for d, t in targets.items() if is_index(t.media_type) or is_manifest(t.media_type)
@@ -136,6 +141,22 @@ class Catalog:
                 parsed[digest] = Manifest.parse(data, desc.media_type)
             except PyctlError:
                 continue
+        return manifests_of, all_manifests, parsed
+
+    def config_digests(self, records: Sequence[ImageRecord]) -> dict[str, frozenset[str]]:
+        """Target digest -> the config digests of its manifests present here: the IMAGE ID
+        that ``crictl images`` and ``docker images`` show."""
+        todo = [r for r in records if r.target.digest not in self._configs]
+        if todo:
+            manifests_of, _, parsed = self._manifests(todo)
+            for target, ms in manifests_of.items():
+                self._configs[target] = frozenset(
+                    parsed[m.digest].config.digest for m in ms if m.digest in parsed
+                )
+        return {r.target.digest: self._configs[r.target.digest] for r in records}
+
+    def resolve(self, records: Sequence[ImageRecord], *, sizes: bool = True) -> list[ResolvedImage]:
+        manifests_of, all_manifests, parsed = self._manifests(records)
         self.read_many(m.config.digest for m in parsed.values())
 
         per_manifest: dict[str, PlatformImage] = {}
@@ -188,9 +209,13 @@ class Catalog:
         return images.list_records(self.client)
 
 
-def find_records(records: Sequence[ImageRecord], query: str) -> list[ImageRecord]:
+def find_records(
+    records: Sequence[ImageRecord], query: str, catalog: Catalog | None = None
+) -> list[ImageRecord]:
     """Records an operator means by ``query``: a name (normalized like docker), a digest, or a
-    unique short ID (at least 4 hex digits) of the target."""
+    unique short ID (at least 4 hex digits, ``sha256:`` optional) of the target digest or —
+    given the ``catalog`` to read manifests from — of the config digest (the IMAGE ID that
+    crictl and docker print)."""
     from pyctl.errors import InvalidReferenceError
     from pyctl.reference import parse_docker_ref
 
@@ -200,14 +225,17 @@ def find_records(records: Sequence[ImageRecord], query: str) -> list[ImageRecord
     q = query.lower()
     hexpart = q[len("sha256:") :] if q.startswith("sha256:") else q
     if len(hexpart) >= 4 and set(hexpart) <= _HEX and len(hexpart) <= 64:
-        matches = [r for r in records if r.target.digest[len("sha256:") :].startswith(hexpart)]
-        targets = {r.target.digest for r in matches}
+        prefix = "sha256:" + hexpart
+        targets = {r.target.digest for r in records if r.target.digest.startswith(prefix)}
+        if catalog is not None:
+            configs = catalog.config_digests(records)
+            targets.update(t for t, cs in configs.items() if any(c.startswith(prefix) for c in cs))
         if len(targets) > 1:
             raise PyctlError(
                 f'"{query}" matches {len(targets)} different images; give more digits of the ID'
             )
-        if matches:
-            return matches
+        if targets:
+            return [r for r in records if r.target.digest in targets]
     try:
         ref = parse_docker_ref(query)
     except InvalidReferenceError:
@@ -216,12 +244,10 @@ def find_records(records: Sequence[ImageRecord], query: str) -> list[ImageRecord
     return [rec] if rec is not None else []
 
 
-def require_records(records: Sequence[ImageRecord], query: str) -> list[ImageRecord]:
-    found = find_records(records, query)
+def require_records(
+    records: Sequence[ImageRecord], query: str, catalog: Catalog | None = None
+) -> list[ImageRecord]:
+    found = find_records(records, query, catalog)
     if not found:
         raise NotFoundError(f'no such image "{query}" (see pyctl images)')
     return found
-
-
-def created_of(r: ResolvedImage) -> datetime | None:
-    return r.record.created_at

@@ -8,12 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pyctl.containerd import containers as cstore
-from pyctl.containerd import images as istore
 from pyctl.containerd import snapshots
 from pyctl.containerd.client import Client
 from pyctl.containerd.containers import Container, Task
 from pyctl.errors import InvalidArgumentError
-from pyctl.ops.catalog import find_records
+from pyctl.ops.catalog import Catalog, find_records
 from pyctl.render import go_time, human_size, time_since
 
 PS_COLUMNS = [
@@ -185,8 +184,9 @@ def _keep(
 
 def _ancestor_names(client: Client, queries: Sequence[str]) -> set[str]:
     """Image names whose target equals that of any queried image (name or ID)."""
-    records = istore.list_records(client)
-    targets = {r.target.digest for q in queries for r in find_records(records, q)}
+    catalog = Catalog(client)
+    records = catalog.records()
+    targets = {r.target.digest for q in queries for r in find_records(records, q, catalog)}
     names = {r.name for r in records if r.target.digest in targets}
     names.update(queries)
     return names

@@ -15,7 +15,6 @@ from pyctl.containerd.images import ImageRecord
 from pyctl.errors import (
     InvalidArgumentError,
     InvalidReferenceError,
-    NotFoundError,
     PyctlError,
 )
 from pyctl.ops.catalog import (
@@ -47,6 +46,7 @@ IMAGE_HEADERS = {
     "Digest": "DIGEST",
     "CreatedAt": "CREATED AT",
     "Name": "NAME",
+    "ConfigDigest": "CONFIG DIGEST",
 }
 
 
@@ -155,10 +155,10 @@ def _created(r: ImageRecord) -> datetime:
 
 
 def _filter_fn(
-    filters: Sequence[ImageFilter], all_records: Sequence[ImageRecord]
+    filters: Sequence[ImageFilter], all_records: Sequence[ImageRecord], catalog: Catalog
 ) -> Callable[[ResolvedImage], bool]:
     pivots = {
-        f.value: _created(require_records(all_records, f.value)[0])
+        f.value: _created(require_records(all_records, f.value, catalog)[0])
         for f in filters
         if f.key in ("before", "since")
     }
@@ -202,7 +202,7 @@ def list_images(
     if repository:
         shown = [r for r in shown if _repository_matches(repository, r.name)]
     resolved = catalog.resolve(shown, sizes=False)
-    keep = _filter_fn(parsed_filters, records)
+    keep = _filter_fn(parsed_filters, records, catalog)
     resolved = [r for r in resolved if keep(r)]
     usage = catalog.fill_sizes(resolved)
     resolved.sort(key=lambda r: (_created(r.record), r.record.name), reverse=True)
@@ -226,6 +226,7 @@ def list_images(
                 {
                     **base,
                     "Platform": str(p.platform) if p else "",
+                    "ConfigDigest": p.manifest.config.digest if p else "",
                     "Size": human_size(sum(usage.get(c, 0) for c in p.chain) if p else 0),
                     "BlobSize": human_size(p.blob_size if p else r.record.target.size),
                 }
@@ -249,8 +250,9 @@ def _repository_matches(arg: str, name: str) -> bool:
 
 
 def tag(client: Client, source: str, target: str) -> None:
-    records = images.list_records(client)
-    src = require_records(records, source)[0]
+    catalog = Catalog(client)
+    records = catalog.records()
+    src = require_records(records, source, catalog)[0]
     try:
         ref = parse_docker_ref(target)
     except InvalidReferenceError as exc:
@@ -268,7 +270,8 @@ def remove(
     client: Client, queries: Sequence[str], *, force: bool = False
 ) -> tuple[list[str], list[str]]:
     """Remove the named images; returns (removed names, error messages)."""
-    records = images.list_records(client)
+    catalog = Catalog(client)
+    records = catalog.records()
     users: dict[str, list[str]] = {}
     for c in containers.list_containers(client):
         users.setdefault(c.image, []).append(c.id)
@@ -276,7 +279,7 @@ def remove(
     errors: list[str] = []
     plan: list[str] = []
     for query in queries:
-        found = find_records(records, query)
+        found = find_records(records, query, catalog)
         if not found:
             errors.append(f'no such image "{query}" (see pyctl images)')
             continue
@@ -355,6 +358,7 @@ def inspect_image(
     raw = d.config.raw if d else {}
     return {
         "Id": r.record.target.digest,
+        "ConfigDigest": d.manifest.config.digest if d else "",
         "RepoTags": sorted(set(repo_tags)),
         "RepoDigests": sorted(set(repo_digests)),
         "Parent": "",
@@ -383,17 +387,10 @@ def inspect_images(
     chosen: list[ImageRecord] = []
     missing: list[str] = []
     for q in queries:
-        found = find_records(records, q)
+        found = find_records(records, q, catalog)
         if not found:
             missing.append(q)
         else:
             chosen.append(found[0])
     resolved = catalog.resolve(chosen)
     return [inspect_image(catalog, r, records) for r in resolved], missing
-
-
-def require_one(records: Sequence[ImageRecord], query: str) -> ImageRecord:
-    found = find_records(records, query)
-    if not found:
-        raise NotFoundError(f'no such image "{query}"')
-    return found[0]
