@@ -44,6 +44,11 @@ class AlreadyExistsError(PyctlError):
     """The object exists already."""
 
 
+class InUseError(PyctlError):
+    """The object is in use (a running container, an image a container uses) and the
+    operation was not forced."""
+
+
 class UnreachableError(PyctlError):
     """containerd (or a registry) cannot be reached."""
 

@@ -1,4 +1,4 @@
-"""Container commands: ps (container ls)."""
+"""Container commands: ps (container ls), rm (container rm), container prune."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from typing import Any
 
 import click
 
+from pyctl.cli.complete import complete_containers
 from pyctl.cli.inspect import container_inspect
-from pyctl.cli.main import App, PyctlGroup, command
+from pyctl.cli.main import App, PyctlGroup, command, confirm_prune
+from pyctl.errors import PyctlError
 
 
 def _ps_options(f: Any) -> Any:
@@ -117,13 +119,61 @@ def container_ls(app: App, /, **kw: Any) -> None:
     _ps(app, **kw)
 
 
+def _rm(app: App, containers: tuple[str, ...], force: bool) -> None:
+    from pyctl.ops.containers import remove_containers
+
+    removed, errors = remove_containers(app.client(), containers, force=force)
+    for cid in removed:
+        click.echo(cid)
+    if errors:
+        for message in errors[:-1]:
+            click.echo(f"pyctl: error: {message}", err=True)
+        raise PyctlError(errors[-1])
+
+
+def _rm_command(name: str) -> click.Command:
+    @command(name)
+    @click.argument("containers", nargs=-1, required=True, shell_complete=complete_containers)
+    @click.option(
+        "-f", "--force", is_flag=True, help="kill a running container (SIGKILL) and remove it"
+    )
+    @click.pass_obj
+    def run(app: App, containers: tuple[str, ...], force: bool) -> None:
+        """Remove one or more containers (by ID, ID prefix or name) and their snapshots."""
+        _rm(app, containers, force)
+
+    return run
+
+
+rm_cmd = _rm_command("rm")
+
+
+@command("prune")
+@click.option("-f", "--force", is_flag=True, help="do not ask for confirmation")
+@click.pass_obj
+def container_prune(app: App, force: bool) -> None:
+    """Remove all stopped containers."""
+    from pyctl.ops.containers import prune_containers
+
+    confirm_prune("container prune", "all stopped containers", force)
+    from pyctl.render import human_size
+
+    removed, reclaimed = prune_containers(app.client())
+    if removed:
+        click.echo("Deleted Containers:")
+        for cid in removed:
+            click.echo(cid)
+        click.echo()
+    click.echo(f"Total reclaimed space: {human_size(reclaimed)}")
+
+
 @click.group("container", cls=PyctlGroup)
 def container_group() -> None:
     """Manage containers."""
 
 
-container_group.add_command(container_ls)
-container_group.add_command(container_inspect)
-container_group.aliases["list"] = "ls"
+for _cmd in (container_ls, container_inspect, _rm_command("rm"), container_prune):
+    container_group.add_command(_cmd)
+container_group.aliases.update({"list": "ls", "remove": "rm"})
 
-COMMANDS = [ps_cmd, container_group]
+COMMANDS = [ps_cmd, rm_cmd, container_group]

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from pyctl.cli.complete import complete_images
-from pyctl.cli.main import App, PyctlGroup, command
+from pyctl.cli.main import App, PyctlGroup, command, confirm_prune
 from pyctl.errors import PyctlError
 
 
@@ -169,14 +169,8 @@ def image_prune(app: App, all_unused: bool, force: bool) -> None:
     """Remove unused images."""
     from pyctl.ops.images import prune
 
-    if not force:
-        what = "all images without at least one container" if all_unused else "all dangling images"
-        if not sys.stdin.isatty():
-            raise PyctlError("image prune needs confirmation: rerun with -f to remove " + what)
-        if not click.confirm(
-            f"WARNING! This will remove {what}.\nAre you sure you want to continue?"
-        ):
-            return  # as docker: "no" removes nothing and is not an error
+    what = "all images without at least one container" if all_unused else "all dangling images"
+    confirm_prune("image prune", what, force)
     from pyctl.render import human_size
 
     removed, reclaimed = prune(app.client(), all_unused=all_unused)

@@ -283,6 +283,7 @@ _COMMAND_MODULES = {
     "inspect": "inspect",
     "image": "images",
     "ps": "containers",
+    "rm": "containers",
     "container": "containers",
     "login": "registry",
     "logout": "registry",
@@ -332,6 +333,17 @@ def cli(ctx: click.Context, /, **flags: Any) -> None:
     app = App(flags)
     ctx.obj = app
     ctx.call_on_close(app.close)
+
+
+def confirm_prune(command_name: str, what: str, force: bool) -> None:
+    """Ask before a prune removes ``what`` (docker's prompt), unless ``force``. Without a
+    terminal ``-f`` is required. Answering no removes nothing and exits 0, as docker."""
+    if force:
+        return
+    if not sys.stdin.isatty():
+        raise PyctlError(f"{command_name} needs confirmation: rerun with -f to remove {what}")
+    if not click.confirm(f"WARNING! This will remove {what}.\nAre you sure you want to continue?"):
+        raise click.exceptions.Exit(0)
 
 
 def _usage_message(exc: click.UsageError) -> str:

@@ -97,3 +97,40 @@ def list_tasks(client: Client) -> dict[str, Task]:
             exited_at=timestamp(p.exited_at),
         )
     return out
+
+
+# removal ----------------------------------------------------------------------------------------
+
+
+def kill_task(client: Client, container_id: str, signal: int) -> None:
+    """Send ``signal`` to every process of the container's task."""
+    req = tasks_pb2.KillRequest(container_id=container_id, signal=signal, all=True)
+    client.call("tasks", "Kill", req, what=f"task {container_id}")
+
+
+def resume_task(client: Client, container_id: str) -> None:
+    client.call(
+        "tasks",
+        "Resume",
+        tasks_pb2.ResumeTaskRequest(container_id=container_id),
+        what=f"task {container_id}",
+    )
+
+
+def wait_task(client: Client, container_id: str, timeout: float | None = None) -> int:
+    """Wait until the task has exited; its exit status."""
+    req = tasks_pb2.WaitRequest(container_id=container_id)
+    resp = client.call("tasks", "Wait", req, what=f"task {container_id}", timeout=timeout)
+    return int(resp.exit_status)
+
+
+def delete_task(client: Client, container_id: str) -> None:
+    """Delete a task that is not running (stopped, or created and never started)."""
+    req = tasks_pb2.DeleteTaskRequest(container_id=container_id)
+    client.call("tasks", "Delete", req, what=f"task {container_id}")
+
+
+def delete_container(client: Client, container_id: str) -> None:
+    """Delete the container record (its task must be gone; its snapshot stays)."""
+    req = containers_pb2.DeleteContainerRequest(id=container_id)
+    client.call("containers", "Delete", req, what=f"container {container_id}")

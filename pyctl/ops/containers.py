@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from pyctl.containerd import containers as cstore
 from pyctl.containerd import snapshots
 from pyctl.containerd.client import Client
 from pyctl.containerd.containers import Container, Task
-from pyctl.errors import InvalidArgumentError
+from pyctl.errors import InUseError, InvalidArgumentError, NotFoundError, PyctlError
 from pyctl.ops.catalog import Catalog, find_records
 from pyctl.render import go_time, human_size, time_since
 
@@ -208,15 +209,22 @@ def _fill_sizes(client: Client, rows: Sequence[tuple[Container, dict[str, Any]]]
         row["Size"] = f"{human_size(rw)} (virtual {human_size(virtual)})"
 
 
+def find_containers(ctrs: Sequence[Container], query: str) -> list[Container]:
+    """The containers an operator means by ``query``: the ID or the name as ``ps`` shows it,
+    else those whose ID starts with ``query`` (as docker; one match is what a caller wants)."""
+    exact = [c for c in ctrs if c.id == query or container_name(c) == query]
+    if exact or not query:
+        return exact
+    return [c for c in ctrs if c.id.startswith(query)]
+
+
 def inspect_containers(client: Client, queries: Sequence[str]) -> tuple[list[Any], list[str]]:
     ctrs = cstore.list_containers(client)
     tasks = cstore.list_tasks(client)
     out: list[Any] = []
     missing: list[str] = []
     for q in queries:
-        matches = [c for c in ctrs if c.id == q or container_name(c) == q]
-        if not matches and len(q) >= 3:
-            matches = [c for c in ctrs if c.id.startswith(q)]
+        matches = find_containers(ctrs, q)
         if len(matches) != 1:
             missing.append(q)
             continue
@@ -254,3 +262,91 @@ def inspect_containers(client: Client, queries: Sequence[str]) -> tuple[list[Any
             }
         )
     return out, missing
+
+
+# rm, container prune ----------------------------------------------------------------------------
+
+_LIVE = ("running", "paused", "pausing", "unknown")  # a process may be there: -f kills it
+KILL_TIMEOUT = 30.0  # seconds a SIGKILLed task gets to be reaped
+
+
+def _remove(client: Client, c: Container, task: Task | None, force: bool) -> None:
+    """Remove container ``c``: its task (killed with SIGKILL and waited for if alive and
+    ``force``), the record, then its snapshot."""
+    import signal
+
+    from pyctl.containerd.client import ContainerdNotFound
+
+    if task is not None:
+        if task.status in _LIVE:
+            if not force:
+                raise InUseError(
+                    f"cannot remove container {c.id[:12]}: it is {task.status} "
+                    "(stop it first, or use -f to kill it)"
+                )
+            with contextlib.suppress(ContainerdNotFound):  # it may just have exited
+                if task.status == "paused":
+                    cstore.resume_task(client, c.id)  # a frozen process may not die
+                cstore.kill_task(client, c.id, signal.SIGKILL)
+            with contextlib.suppress(ContainerdNotFound):
+                cstore.wait_task(client, c.id, timeout=KILL_TIMEOUT)
+        with contextlib.suppress(ContainerdNotFound):
+            cstore.delete_task(client, c.id)
+    cstore.delete_container(client, c.id)
+    if c.snapshotter and c.snapshot_key:
+        with contextlib.suppress(ContainerdNotFound):
+            snapshots.remove(client, c.snapshotter, c.snapshot_key)
+
+
+def remove_containers(
+    client: Client, queries: Sequence[str], *, force: bool = False
+) -> tuple[list[str], list[str]]:
+    """`rm`: remove the named containers; returns (removed IDs, error messages)."""
+    ctrs = cstore.list_containers(client)
+    tasks = cstore.list_tasks(client)
+    removed: list[str] = []
+    errors: list[str] = []
+    for q in queries:
+        matches = find_containers(ctrs, q)
+        if not matches:
+            errors.append(f'no such container "{q}" (see pyctl ps -a)')
+            continue
+        if len(matches) > 1:
+            ids = ", ".join(c.id[:12] for c in matches)
+            errors.append(f'"{q}" matches {len(matches)} containers ({ids}): give the ID')
+            continue
+        c = matches[0]
+        if c.id in removed:
+            continue
+        try:
+            _remove(client, c, tasks.get(c.id), force)
+        except InUseError as exc:
+            errors.append(exc.message)
+            continue
+        except PyctlError as exc:
+            errors.append(f"cannot remove container {c.id[:12]}: {exc.message}")
+            continue
+        removed.append(c.id)
+    return removed, errors
+
+
+def prune_containers(client: Client) -> tuple[list[str], int]:
+    """`container prune`: remove every container without a live task (never started, or
+    exited). Returns the removed IDs and the bytes their writable snapshots held."""
+    ctrs = cstore.list_containers(client)
+    tasks = cstore.list_tasks(client)
+    victims = [c for c in ctrs if c.id not in tasks or tasks[c.id].status == "stopped"]
+    sizes: dict[str, int] = {}
+    for snapshotter in {c.snapshotter for c in victims if c.snapshotter and c.snapshot_key}:
+        keys = [c.snapshot_key for c in victims if c.snapshotter == snapshotter]
+        sizes.update(snapshots.usage_sizes(client, snapshotter, keys))
+    removed: list[str] = []
+    reclaimed = 0
+    for c in victims:
+        try:
+            _remove(client, c, tasks.get(c.id), force=False)
+        except NotFoundError:
+            continue  # removed meanwhile by someone else
+        removed.append(c.id)
+        reclaimed += sizes.get(c.snapshot_key, 0)
+    return removed, reclaimed

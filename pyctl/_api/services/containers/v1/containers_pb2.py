@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n2pyctl/_api/services/containers/v1/containers.proto\x12!containerd.services.containers.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x05\n\tContainer\x12\n\n\x02id\x18\x01 \x01(\t\x12H\n\x06labels\x18\x02 \x03(\x0b\x32\x38.containerd.services.containers.v1.Container.LabelsEntry\x12\r\n\x05image\x18\x03 \x01(\t\x12\x45\n\x07runtime\x18\x04 \x01(\x0b\x32\x34.containerd.services.containers.v1.Container.Runtime\x12\"\n\x04spec\x18\x05 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x13\n\x0bsnapshotter\x18\x06 \x01(\t\x12\x14\n\x0csnapshot_key\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12P\n\nextensions\x18\n \x03(\x0b\x32<.containerd.services.containers.v1.Container.ExtensionsEntry\x12\x0f\n\x07sandbox\x18\x0b \x01(\t\x1a>\n\x07Runtime\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x07options\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aG\n\x0f\x45xtensionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any:\x02\x38\x01\"!\n\x13GetContainerRequest\x12\n\n\x02id\x18\x01 \x01(\t\"W\n\x14GetContainerResponse\x12?\n\tcontainer\x18\x01 \x01(\x0b\x32,.containerd.services.containers.v1.Container\"(\n\x15ListContainersRequest\x12\x0f\n\x07\x66ilters\x18\x01 \x03(\t\"Z\n\x16ListContainersResponse\x12@\n\ncontainers\x18\x01 \x03(\x0b\x32,.containerd.services.containers.v1.Container\"W\n\x14ListContainerMessage\x12?\n\tcontainer\x18\x01 \x01(\x0b\x32,.containerd.services.containers.v1.Container2\x85\x03\n\nContainers\x12v\n\x03Get\x12\x36.containerd.services.containers.v1.GetContainerRequest\x1a\x37.containerd.services.containers.v1.GetContainerResponse\x12{\n\x04List\x12\x38.containerd.services.containers.v1.ListContainersRequest\x1a\x39.containerd.services.containers.v1.ListContainersResponse\x12\x81\x01\n\nListStream\x12\x38.containerd.services.containers.v1.ListContainersRequest\x1a\x37.containerd.services.containers.v1.ListContainerMessage0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n2pyctl/_api/services/containers/v1/containers.proto\x12!containerd.services.containers.v1\x1a\x19google/protobuf/any.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x05\n\tContainer\x12\n\n\x02id\x18\x01 \x01(\t\x12H\n\x06labels\x18\x02 \x03(\x0b\x32\x38.containerd.services.containers.v1.Container.LabelsEntry\x12\r\n\x05image\x18\x03 \x01(\t\x12\x45\n\x07runtime\x18\x04 \x01(\x0b\x32\x34.containerd.services.containers.v1.Container.Runtime\x12\"\n\x04spec\x18\x05 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x13\n\x0bsnapshotter\x18\x06 \x01(\t\x12\x14\n\x0csnapshot_key\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12P\n\nextensions\x18\n \x03(\x0b\x32<.containerd.services.containers.v1.Container.ExtensionsEntry\x12\x0f\n\x07sandbox\x18\x0b \x01(\t\x1a>\n\x07Runtime\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x07options\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aG\n\x0f\x45xtensionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any:\x02\x38\x01\"!\n\x13GetContainerRequest\x12\n\n\x02id\x18\x01 \x01(\t\"W\n\x14GetContainerResponse\x12?\n\tcontainer\x18\x01 \x01(\x0b\x32,.containerd.services.containers.v1.Container\"(\n\x15ListContainersRequest\x12\x0f\n\x07\x66ilters\x18\x01 \x03(\t\"Z\n\x16ListContainersResponse\x12@\n\ncontainers\x18\x01 \x03(\x0b\x32,.containerd.services.containers.v1.Container\"W\n\x14ListContainerMessage\x12?\n\tcontainer\x18\x01 \x01(\x0b\x32,.containerd.services.containers.v1.Container\"$\n\x16\x44\x65leteContainerRequest\x12\n\n\x02id\x18\x01 \x01(\t2\xe2\x03\n\nContainers\x12v\n\x03Get\x12\x36.containerd.services.containers.v1.GetContainerRequest\x1a\x37.containerd.services.containers.v1.GetContainerResponse\x12{\n\x04List\x12\x38.containerd.services.containers.v1.ListContainersRequest\x1a\x39.containerd.services.containers.v1.ListContainersResponse\x12\x81\x01\n\nListStream\x12\x38.containerd.services.containers.v1.ListContainersRequest\x1a\x37.containerd.services.containers.v1.ListContainerMessage0\x01\x12[\n\x06\x44\x65lete\x12\x39.containerd.services.containers.v1.DeleteContainerRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,24 +38,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONTAINER_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_CONTAINER_EXTENSIONSENTRY']._loaded_options = None
   _globals['_CONTAINER_EXTENSIONSENTRY']._serialized_options = b'8\001'
-  _globals['_CONTAINER']._serialized_start=150
-  _globals['_CONTAINER']._serialized_end=791
-  _globals['_CONTAINER_RUNTIME']._serialized_start=609
-  _globals['_CONTAINER_RUNTIME']._serialized_end=671
-  _globals['_CONTAINER_LABELSENTRY']._serialized_start=673
-  _globals['_CONTAINER_LABELSENTRY']._serialized_end=718
-  _globals['_CONTAINER_EXTENSIONSENTRY']._serialized_start=720
-  _globals['_CONTAINER_EXTENSIONSENTRY']._serialized_end=791
-  _globals['_GETCONTAINERREQUEST']._serialized_start=793
-  _globals['_GETCONTAINERREQUEST']._serialized_end=826
-  _globals['_GETCONTAINERRESPONSE']._serialized_start=828
-  _globals['_GETCONTAINERRESPONSE']._serialized_end=915
-  _globals['_LISTCONTAINERSREQUEST']._serialized_start=917
-  _globals['_LISTCONTAINERSREQUEST']._serialized_end=957
-  _globals['_LISTCONTAINERSRESPONSE']._serialized_start=959
-  _globals['_LISTCONTAINERSRESPONSE']._serialized_end=1049
-  _globals['_LISTCONTAINERMESSAGE']._serialized_start=1051
-  _globals['_LISTCONTAINERMESSAGE']._serialized_end=1138
-  _globals['_CONTAINERS']._serialized_start=1141
-  _globals['_CONTAINERS']._serialized_end=1530
+  _globals['_CONTAINER']._serialized_start=179
+  _globals['_CONTAINER']._serialized_end=820
+  _globals['_CONTAINER_RUNTIME']._serialized_start=638
+  _globals['_CONTAINER_RUNTIME']._serialized_end=700
+  _globals['_CONTAINER_LABELSENTRY']._serialized_start=702
+  _globals['_CONTAINER_LABELSENTRY']._serialized_end=747
+  _globals['_CONTAINER_EXTENSIONSENTRY']._serialized_start=749
+  _globals['_CONTAINER_EXTENSIONSENTRY']._serialized_end=820
+  _globals['_GETCONTAINERREQUEST']._serialized_start=822
+  _globals['_GETCONTAINERREQUEST']._serialized_end=855
+  _globals['_GETCONTAINERRESPONSE']._serialized_start=857
+  _globals['_GETCONTAINERRESPONSE']._serialized_end=944
+  _globals['_LISTCONTAINERSREQUEST']._serialized_start=946
+  _globals['_LISTCONTAINERSREQUEST']._serialized_end=986
+  _globals['_LISTCONTAINERSRESPONSE']._serialized_start=988
+  _globals['_LISTCONTAINERSRESPONSE']._serialized_end=1078
+  _globals['_LISTCONTAINERMESSAGE']._serialized_start=1080
+  _globals['_LISTCONTAINERMESSAGE']._serialized_end=1167
+  _globals['_DELETECONTAINERREQUEST']._serialized_start=1169
+  _globals['_DELETECONTAINERREQUEST']._serialized_end=1205
+  _globals['_CONTAINERS']._serialized_start=1208
+  _globals['_CONTAINERS']._serialized_end=1690
 # @@protoc_insertion_point(module_scope)

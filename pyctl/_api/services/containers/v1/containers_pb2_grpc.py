@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from pyctl._api.services.containers.v1 import containers_pb2 as pyctl_dot___api_dot_services_dot_containers_dot_v1_dot_containers__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
@@ -26,7 +27,7 @@ if _version_not_supported:
 
 
 class ContainersStub:
-    """Container metadata records (Get, List and ListStream only).
+    """Container metadata records (Get, List, ListStream and Delete).
     """
 
     def __init__(self, channel):
@@ -50,10 +51,15 @@ class ContainersStub:
                 request_serializer=pyctl_dot___api_dot_services_dot_containers_dot_v1_dot_containers__pb2.ListContainersRequest.SerializeToString,
                 response_deserializer=pyctl_dot___api_dot_services_dot_containers_dot_v1_dot_containers__pb2.ListContainerMessage.FromString,
                 _registered_method=True)
+        self.Delete = channel.unary_unary(
+                '/containerd.services.containers.v1.Containers/Delete',
+                request_serializer=pyctl_dot___api_dot_services_dot_containers_dot_v1_dot_containers__pb2.DeleteContainerRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class ContainersServicer:
-    """Container metadata records (Get, List and ListStream only).
+    """Container metadata records (Get, List, ListStream and Delete).
     """
 
     def Get(self, request, context):
@@ -71,6 +77,12 @@ class ContainersServicer:
     def ListStream(self, request, context):
         """Streaming variant of List; fall back to List on UNIMPLEMENTED.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Delete(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -93,6 +105,11 @@ def add_ContainersServicer_to_server(servicer, server):
                     request_deserializer=pyctl_dot___api_dot_services_dot_containers_dot_v1_dot_containers__pb2.ListContainersRequest.FromString,
                     response_serializer=pyctl_dot___api_dot_services_dot_containers_dot_v1_dot_containers__pb2.ListContainerMessage.SerializeToString,
             ),
+            'Delete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Delete,
+                    request_deserializer=pyctl_dot___api_dot_services_dot_containers_dot_v1_dot_containers__pb2.DeleteContainerRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'containerd.services.containers.v1.Containers', rpc_method_handlers)
@@ -102,7 +119,7 @@ def add_ContainersServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Containers:
-    """Container metadata records (Get, List and ListStream only).
+    """Container metadata records (Get, List, ListStream and Delete).
     """
 
     @staticmethod
@@ -176,6 +193,33 @@ class Containers:
             '/containerd.services.containers.v1.Containers/ListStream',
             pyctl_dot___api_dot_services_dot_containers_dot_v1_dot_containers__pb2.ListContainersRequest.SerializeToString,
             pyctl_dot___api_dot_services_dot_containers_dot_v1_dot_containers__pb2.ListContainerMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Delete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/containerd.services.containers.v1.Containers/Delete',
+            pyctl_dot___api_dot_services_dot_containers_dot_v1_dot_containers__pb2.DeleteContainerRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,24 +22,38 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from pyctl._api.types.task import task_pb2 as pyctl_dot___api_dot_types_dot_task_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(pyctl/_api/services/tasks/v1/tasks.proto\x12\x1c\x63ontainerd.services.tasks.v1\x1a pyctl/_api/types/task/task.proto\"3\n\nGetRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"<\n\x0bGetResponse\x12-\n\x07process\x18\x01 \x01(\x0b\x32\x1c.containerd.v1.types.Process\"\"\n\x10ListTasksRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\"@\n\x11ListTasksResponse\x12+\n\x05tasks\x18\x01 \x03(\x0b\x32\x1c.containerd.v1.types.Process2\xcc\x01\n\x05Tasks\x12Z\n\x03Get\x12(.containerd.services.tasks.v1.GetRequest\x1a).containerd.services.tasks.v1.GetResponse\x12g\n\x04List\x12..containerd.services.tasks.v1.ListTasksRequest\x1a/.containerd.services.tasks.v1.ListTasksResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(pyctl/_api/services/tasks/v1/tasks.proto\x12\x1c\x63ontainerd.services.tasks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a pyctl/_api/types/task/task.proto\")\n\x11\x44\x65leteTaskRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\"m\n\x0e\x44\x65leteResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\x13\n\x0b\x65xit_status\x18\x03 \x01(\r\x12-\n\texited_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"3\n\nGetRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"<\n\x0bGetResponse\x12-\n\x07process\x18\x01 \x01(\x0b\x32\x1c.containerd.v1.types.Process\"\"\n\x10ListTasksRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\"@\n\x11ListTasksResponse\x12+\n\x05tasks\x18\x01 \x03(\x0b\x32\x1c.containerd.v1.types.Process\"Q\n\x0bKillRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12\x0e\n\x06signal\x18\x03 \x01(\r\x12\x0b\n\x03\x61ll\x18\x04 \x01(\x08\")\n\x11ResumeTaskRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\"4\n\x0bWaitRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"R\n\x0cWaitResponse\x12\x13\n\x0b\x65xit_status\x18\x01 \x01(\r\x12-\n\texited_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xb2\x04\n\x05Tasks\x12g\n\x06\x44\x65lete\x12/.containerd.services.tasks.v1.DeleteTaskRequest\x1a,.containerd.services.tasks.v1.DeleteResponse\x12Z\n\x03Get\x12(.containerd.services.tasks.v1.GetRequest\x1a).containerd.services.tasks.v1.GetResponse\x12g\n\x04List\x12..containerd.services.tasks.v1.ListTasksRequest\x1a/.containerd.services.tasks.v1.ListTasksResponse\x12I\n\x04Kill\x12).containerd.services.tasks.v1.KillRequest\x1a\x16.google.protobuf.Empty\x12Q\n\x06Resume\x12/.containerd.services.tasks.v1.ResumeTaskRequest\x1a\x16.google.protobuf.Empty\x12]\n\x04Wait\x12).containerd.services.tasks.v1.WaitRequest\x1a*.containerd.services.tasks.v1.WaitResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pyctl._api.services.tasks.v1.tasks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETREQUEST']._serialized_start=108
-  _globals['_GETREQUEST']._serialized_end=159
-  _globals['_GETRESPONSE']._serialized_start=161
-  _globals['_GETRESPONSE']._serialized_end=221
-  _globals['_LISTTASKSREQUEST']._serialized_start=223
-  _globals['_LISTTASKSREQUEST']._serialized_end=257
-  _globals['_LISTTASKSRESPONSE']._serialized_start=259
-  _globals['_LISTTASKSRESPONSE']._serialized_end=323
-  _globals['_TASKS']._serialized_start=326
-  _globals['_TASKS']._serialized_end=530
+  _globals['_DELETETASKREQUEST']._serialized_start=170
+  _globals['_DELETETASKREQUEST']._serialized_end=211
+  _globals['_DELETERESPONSE']._serialized_start=213
+  _globals['_DELETERESPONSE']._serialized_end=322
+  _globals['_GETREQUEST']._serialized_start=324
+  _globals['_GETREQUEST']._serialized_end=375
+  _globals['_GETRESPONSE']._serialized_start=377
+  _globals['_GETRESPONSE']._serialized_end=437
+  _globals['_LISTTASKSREQUEST']._serialized_start=439
+  _globals['_LISTTASKSREQUEST']._serialized_end=473
+  _globals['_LISTTASKSRESPONSE']._serialized_start=475
+  _globals['_LISTTASKSRESPONSE']._serialized_end=539
+  _globals['_KILLREQUEST']._serialized_start=541
+  _globals['_KILLREQUEST']._serialized_end=622
+  _globals['_RESUMETASKREQUEST']._serialized_start=624
+  _globals['_RESUMETASKREQUEST']._serialized_end=665
+  _globals['_WAITREQUEST']._serialized_start=667
+  _globals['_WAITREQUEST']._serialized_end=719
+  _globals['_WAITRESPONSE']._serialized_start=721
+  _globals['_WAITRESPONSE']._serialized_end=803
+  _globals['_TASKS']._serialized_start=806
+  _globals['_TASKS']._serialized_end=1368
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from pyctl._api.services.tasks.v1 import tasks_pb2 as pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
@@ -26,7 +27,7 @@ if _version_not_supported:
 
 
 class TasksStub:
-    """Running tasks (Get and List only).
+    """Running tasks: read them, and what `rm -f` needs to end and remove one.
     """
 
     def __init__(self, channel):
@@ -35,6 +36,11 @@ class TasksStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Delete = channel.unary_unary(
+                '/containerd.services.tasks.v1.Tasks/Delete',
+                request_serializer=pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.DeleteTaskRequest.SerializeToString,
+                response_deserializer=pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.DeleteResponse.FromString,
+                _registered_method=True)
         self.Get = channel.unary_unary(
                 '/containerd.services.tasks.v1.Tasks/Get',
                 request_serializer=pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.GetRequest.SerializeToString,
@@ -45,11 +51,32 @@ class TasksStub:
                 request_serializer=pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.ListTasksRequest.SerializeToString,
                 response_deserializer=pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.ListTasksResponse.FromString,
                 _registered_method=True)
+        self.Kill = channel.unary_unary(
+                '/containerd.services.tasks.v1.Tasks/Kill',
+                request_serializer=pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.KillRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.Resume = channel.unary_unary(
+                '/containerd.services.tasks.v1.Tasks/Resume',
+                request_serializer=pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.ResumeTaskRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.Wait = channel.unary_unary(
+                '/containerd.services.tasks.v1.Tasks/Wait',
+                request_serializer=pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.WaitRequest.SerializeToString,
+                response_deserializer=pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.WaitResponse.FromString,
+                _registered_method=True)
 
 
 class TasksServicer:
-    """Running tasks (Get and List only).
+    """Running tasks: read them, and what `rm -f` needs to end and remove one.
     """
+
+    def Delete(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def Get(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -63,9 +90,32 @@ class TasksServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Kill(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Resume(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Wait(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TasksServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Delete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Delete,
+                    request_deserializer=pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.DeleteTaskRequest.FromString,
+                    response_serializer=pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.DeleteResponse.SerializeToString,
+            ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
                     request_deserializer=pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.GetRequest.FromString,
@@ -76,6 +126,21 @@ def add_TasksServicer_to_server(servicer, server):
                     request_deserializer=pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.ListTasksRequest.FromString,
                     response_serializer=pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.ListTasksResponse.SerializeToString,
             ),
+            'Kill': grpc.unary_unary_rpc_method_handler(
+                    servicer.Kill,
+                    request_deserializer=pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.KillRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'Resume': grpc.unary_unary_rpc_method_handler(
+                    servicer.Resume,
+                    request_deserializer=pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.ResumeTaskRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'Wait': grpc.unary_unary_rpc_method_handler(
+                    servicer.Wait,
+                    request_deserializer=pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.WaitRequest.FromString,
+                    response_serializer=pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.WaitResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'containerd.services.tasks.v1.Tasks', rpc_method_handlers)
@@ -85,8 +150,35 @@ def add_TasksServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Tasks:
-    """Running tasks (Get and List only).
+    """Running tasks: read them, and what `rm -f` needs to end and remove one.
     """
+
+    @staticmethod
+    def Delete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/containerd.services.tasks.v1.Tasks/Delete',
+            pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.DeleteTaskRequest.SerializeToString,
+            pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Get(request,
@@ -132,6 +224,87 @@ class Tasks:
             '/containerd.services.tasks.v1.Tasks/List',
             pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.ListTasksRequest.SerializeToString,
             pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Kill(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/containerd.services.tasks.v1.Tasks/Kill',
+            pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.KillRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Resume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/containerd.services.tasks.v1.Tasks/Resume',
+            pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.ResumeTaskRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Wait(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/containerd.services.tasks.v1.Tasks/Wait',
+            pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.WaitRequest.SerializeToString,
+            pyctl_dot___api_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.WaitResponse.FromString,
             options,
             channel_credentials,
             insecure,
