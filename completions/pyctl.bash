@@ -2,7 +2,10 @@ _pyctl_completion() {
     local IFS=$'\n'
     local response
 
-    response=$(env COMP_WORDS="${COMP_WORDS[*]}" COMP_CWORD=$COMP_CWORD _PYCTL_COMPLETE=bash_complete $1)
+    # The line up to the cursor, not COMP_WORDS: bash splits words at ':' (COMP_WORDBREAKS)
+    # and image names hold one or two (harbor.local:8443/team/app:1).
+    response=$(env COMP_LINE="${COMP_LINE:0:COMP_POINT}" COMP_WORDBREAKS="$COMP_WORDBREAKS" \
+        _PYCTL_COMPLETE=bash_complete $1)
 
     for completion in $response; do
         IFS=',' read type value <<< "$completion"

@@ -354,6 +354,8 @@ def _usage_message(exc: click.UsageError) -> str:
 def run(argv: Sequence[str] | None = None) -> int:
     """Run pyctl with ``argv``; returns the exit status (0, 1, 2 or 130)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if "_PYCTL_COMPLETE" in os.environ:
+        import pyctl.cli.shells  # noqa: F401 - registers pyctl's bash completion
     try:
         code = cli.main(args=args, prog_name="pyctl", standalone_mode=False)
     except (KeyboardInterrupt, click.exceptions.Abort):

@@ -126,6 +126,7 @@ def completion_cmd(shell: str) -> None:
 def completion_script(shell: str) -> str:
     from click.shell_completion import get_completion_class
 
+    import pyctl.cli.shells  # noqa: F401 - registers pyctl's bash completion
     from pyctl.cli.main import cli
 
     cls = get_completion_class(shell)
