@@ -699,3 +699,78 @@ def test_k8s_io_folds_cri_records(
     names = assert_ok(pyctl("-n", k8s_ns, "images", "-a", "--format", "{{.Name}}"))
     assert sorted(names.splitlines()) == sorted([BUSYBOX_NAME, config_name])
     assert assert_ok(pyctl("-n", k8s_ns, "images", "-q")) == short(spec.manifest.digest) + "\n"
+
+
+APP = "harbor.local:8443/library/app:1"
+
+
+def test_k8s_io_cri_records_are_part_of_the_image(
+    pyctl: PyctlRunner, containerd: Containerd, k8s_ns: str, busybox_image: Archive
+) -> None:
+    """The CRI plugin's ``sha256:<config>`` and ``repo@sha256:…`` records are never shown as
+    names (images, namespace ls, inspect, completion, rmi's name count) and go with the
+    image's last tag (refused while a container uses it)."""
+    spec = busybox_image.image
+    assert isinstance(spec, images.ImageSpec)
+    digest, config_name = spec.manifest.digest, spec.config.digest
+    by_digest = f"harbor.local:8443/library/app@{digest}"
+    containerd.import_image(busybox_image, namespace=k8s_ns)
+    containerd.ctr("images", "tag", BUSYBOX_NAME, APP, namespace=k8s_ns)
+    containerd.ctr("images", "tag", BUSYBOX_NAME, by_digest, namespace=k8s_ns)
+    wait_until(
+        "CRI plugin adds the sha256:<config> record",
+        lambda: config_name in containerd.images(k8s_ns),
+    )
+    assert sorted(containerd.images(k8s_ns)) == sorted([BUSYBOX_NAME, APP, by_digest, config_name])
+
+    def shown() -> list[str]:
+        return assert_ok(pyctl("images", "--format", "{{.Name}}", namespace=k8s_ns)).split()
+
+    def k8s_count() -> str:
+        rows = json_lines(assert_ok(pyctl("namespace", "ls", "--format", "json")))
+        return next(r["Images"] for r in rows if r["Name"] == k8s_ns)
+
+    assert sorted(shown()) == sorted([BUSYBOX_NAME, APP]) and k8s_count() == "2"
+    (obj,) = json.loads(assert_ok(pyctl("inspect", APP, namespace=k8s_ns)))
+    assert obj["RepoTags"] == ["busybox:latest", APP]
+    assert obj["RepoDigests"] == [f"busybox@{digest}", by_digest]
+    # by the CRI's ID record: the image, shown by a name an operator sees
+    (obj,) = json.loads(assert_ok(pyctl("inspect", config_name, namespace=k8s_ns)))
+    assert obj["Name"] in (BUSYBOX_NAME, APP) and obj["RepoTags"] == ["busybox:latest", APP]
+    comp = pyctl(
+        namespace=k8s_ns,
+        env={"_PYCTL_COMPLETE": "bash_complete", "COMP_WORDS": "pyctl rmi ", "COMP_CWORD": "2"},
+    )
+    offered = {ln.split(",", 1)[1] for ln in assert_ok(comp).splitlines()}
+    assert offered == {BUSYBOX_NAME, "busybox:latest", APP}
+    # the ID is shared by two names (not four)
+    assert_error(
+        pyctl("rmi", short(digest), namespace=k8s_ns),
+        f"referenced by 2 names ({BUSYBOX_NAME}, {APP})",
+    )
+
+    # not the last tag: only that name goes
+    assert assert_ok(pyctl("rmi", "busybox", namespace=k8s_ns)) == f"Untagged: {BUSYBOX_NAME}\n"
+    assert sorted(containerd.images(k8s_ns)) == sorted([APP, by_digest, config_name])
+
+    # the last tag, while a container uses the image: refused, nothing removed
+    cid = unique_id("cri-user")
+    containerd.ctr("containers", "create", APP, cid, "true", namespace=k8s_ns)
+    msg = assert_error(pyctl("rmi", APP, namespace=k8s_ns), cid[:12], "-f")
+    assert APP in msg
+    assert sorted(containerd.images(k8s_ns)) == sorted([APP, by_digest, config_name])
+    containerd.ctr("containers", "rm", cid, namespace=k8s_ns)
+
+    # the last tag: the CRI's records go with it and the content is garbage-collected
+    assert assert_ok(pyctl("rmi", APP, namespace=k8s_ns)) == f"Untagged: {APP}\n"
+    assert containerd.images(k8s_ns) == []
+    blobs = {ln.split()[0] for ln in containerd.lines("content", "ls", namespace=k8s_ns)[1:]}
+    assert digest not in blobs and config_name not in blobs
+    assert shown() == [] and k8s_count() == "0"
+
+    # by ID (crictl's, the config digest): one name and the CRI's records, no -f needed
+    containerd.import_image(busybox_image, namespace=k8s_ns)
+    wait_until("the CRI record", lambda: config_name in containerd.images(k8s_ns))
+    out = assert_ok(pyctl("rmi", config_name[7:19], namespace=k8s_ns))
+    assert out == f"Untagged: {BUSYBOX_NAME}\n"
+    assert containerd.images(k8s_ns) == []

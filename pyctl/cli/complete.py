@@ -28,12 +28,15 @@ def complete_images(
 ) -> list[CompletionItem]:
     try:
         from pyctl.containerd.images import list_records
+        from pyctl.ops.catalog import is_config_name, visible_records
         from pyctl.reference import familiarize
 
         client, _ = _client(ctx)
         with client:
             names = set()
-            for r in list_records(client):
+            for r in visible_records(list_records(client), client.namespace):
+                if is_config_name(r.name):  # an image ID record of the CRI, not a name
+                    continue
                 names.add(r.name)
                 with contextlib.suppress(Exception):
                     names.add(familiarize(r.name))

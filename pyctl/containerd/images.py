@@ -22,7 +22,7 @@ class ImageRecord:
     updated_at: datetime | None = None
 
 
-def _record(msg: Any) -> ImageRecord:
+def record_from_proto(msg: Any) -> ImageRecord:
     t = msg.target
     return ImageRecord(
         name=msg.name,
@@ -53,17 +53,17 @@ def _proto(rec: ImageRecord) -> Any:
 
 def get(client: Client, name: str) -> ImageRecord:
     resp = client.call("images", "Get", images_pb2.GetImageRequest(name=name), what=name)
-    return _record(resp.image)
+    return record_from_proto(resp.image)
 
 
 def list_records(client: Client, filters: Iterable[str] = ()) -> list[ImageRecord]:
     resp = client.call("images", "List", images_pb2.ListImagesRequest(filters=list(filters)))
-    return [_record(i) for i in resp.images]
+    return [record_from_proto(i) for i in resp.images]
 
 
 def create(client: Client, rec: ImageRecord) -> ImageRecord:
     resp = client.call("images", "Create", images_pb2.CreateImageRequest(image=_proto(rec)))
-    return _record(resp.image)
+    return record_from_proto(resp.image)
 
 
 def put(client: Client, rec: ImageRecord, *, replace_labels: bool = False) -> ImageRecord:
@@ -93,7 +93,7 @@ def put(client: Client, rec: ImageRecord, *, replace_labels: bool = False) -> Im
                 ),
                 what=rec.name,
             )
-            return _record(resp.image)
+            return record_from_proto(resp.image)
         except ContainerdNotFound:
             continue  # deleted between Create and Update: create again
 

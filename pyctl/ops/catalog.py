@@ -6,6 +6,7 @@ and config blob read once (concurrently), then every snapshot's usage in one con
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -28,6 +29,8 @@ from pyctl.oci import (
 )
 
 _HEX = frozenset("0123456789abcdef")
+_CONFIG_NAME_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+CRI_NAMESPACE = "k8s.io"
 
 
 @dataclass(frozen=True)
@@ -251,3 +254,70 @@ def require_records(
     if not found:
         raise NotFoundError(f'no such image "{query}" (see pyctl images)')
     return found
+
+
+# the CRI plugin's extra records ------------------------------------------------------------------
+#
+# In k8s.io the CRI plugin keeps, beside each tagged image, a record named ``sha256:<config>``
+# (the image ID crictl shows) and one named ``repo@sha256:<target>``. They are part of the
+# image, not names of their own: listings fold them into the tagged row, and removing the
+# image's last tag removes them too.
+
+
+def is_config_name(name: str) -> bool:
+    """A record named by a config digest (``sha256:<64 hex>``): never a repository."""
+    return _CONFIG_NAME_RE.match(name) is not None
+
+
+def is_cri_alias(name: str) -> bool:
+    """The extra records the CRI plugin keeps: ``sha256:<config>`` and ``repo@sha256:…``."""
+    if is_config_name(name):
+        return True
+    from pyctl.errors import InvalidReferenceError
+    from pyctl.reference import parse_normalized_named
+
+    try:
+        ref = parse_normalized_named(name)
+    except InvalidReferenceError:
+        return False
+    return ref.digest is not None and ref.tag is None
+
+
+def is_companion(namespace: str, name: str) -> bool:
+    """A record that is one of the CRI plugin's extra records of an image (only in k8s.io:
+    elsewhere a ``repo@sha256:…`` record is a name of its own)."""
+    return namespace == CRI_NAMESPACE and is_cri_alias(name)
+
+
+def fold_cri_aliases(records: Sequence[ImageRecord]) -> list[ImageRecord]:
+    """Hide CRI alias records whose target also has a better name (a tag, or ``repo@digest``
+    for a ``sha256:<config>`` record)."""
+    tagged = {r.target.digest for r in records if not is_cri_alias(r.name)}
+    by_digest = {
+        r.target.digest for r in records if is_cri_alias(r.name) and not is_config_name(r.name)
+    }
+    out = []
+    for r in records:
+        if is_cri_alias(r.name):
+            if r.target.digest in tagged:
+                continue
+            if is_config_name(r.name) and r.target.digest in by_digest:
+                continue
+        out.append(r)
+    return out
+
+
+def visible_records(records: Sequence[ImageRecord], namespace: str) -> list[ImageRecord]:
+    """The records an operator sees as images of ``namespace`` (CRI extras folded in k8s.io)."""
+    return fold_cri_aliases(records) if namespace == CRI_NAMESPACE else list(records)
+
+
+def whole_image(
+    records: Sequence[ImageRecord], found: Sequence[ImageRecord], namespace: str
+) -> list[ImageRecord]:
+    """``found``, or — when it is only CRI extra records (``sha256:<config>`` names the
+    image like an ID) — every record of the images they belong to."""
+    if found and all(is_companion(namespace, r.name) for r in found):
+        targets = {r.target.digest for r in found}
+        return [r for r in records if r.target.digest in targets]
+    return list(found)

@@ -18,19 +18,23 @@ from pyctl.errors import (
     PyctlError,
 )
 from pyctl.ops.catalog import (
+    CRI_NAMESPACE,
     Catalog,
     PlatformImage,
     ResolvedImage,
     find_records,
+    is_companion,
+    is_config_name,
+    is_cri_alias,
     require_records,
+    visible_records,
+    whole_image,
 )
 from pyctl.reference import parse_docker_ref, parse_normalized_named, parse_repo_tag
 from pyctl.render import go_time, human_size, time_since
 
-CRI_NAMESPACE = "k8s.io"
 CRI_MANAGED_LABEL = "io.cri-containerd.image"
 CRI_PINNED_LABEL = "io.cri-containerd.pinned"
-_CONFIG_NAME_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 
 IMAGE_COLUMNS = [
     ("Repository", "REPOSITORY"),
@@ -54,37 +58,6 @@ def repo_tag(name: str) -> tuple[str, str]:
     """REPOSITORY and TAG of a record name as docker/nerdctl show them (``<none>`` if absent)."""
     repo, tag = parse_repo_tag(name)
     return repo or "<none>", tag or "<none>"
-
-
-def is_cri_alias(name: str) -> bool:
-    """The extra records the CRI plugin keeps: ``sha256:<config>`` and ``repo@sha256:…``."""
-    if _CONFIG_NAME_RE.match(name):
-        return True
-    try:
-        ref = parse_normalized_named(name)
-    except InvalidReferenceError:
-        return False
-    return ref.digest is not None and ref.tag is None
-
-
-def fold_cri_aliases(records: Sequence[ImageRecord]) -> list[ImageRecord]:
-    """Hide CRI alias records whose target also has a better name (a tag, or ``repo@digest``
-    for a ``sha256:<config>`` record)."""
-    tagged = {r.target.digest for r in records if not is_cri_alias(r.name)}
-    by_digest = {
-        r.target.digest
-        for r in records
-        if is_cri_alias(r.name) and not _CONFIG_NAME_RE.match(r.name)
-    }
-    out = []
-    for r in records:
-        if is_cri_alias(r.name):
-            if r.target.digest in tagged:
-                continue
-            if _CONFIG_NAME_RE.match(r.name) and r.target.digest in by_digest:
-                continue
-        out.append(r)
-    return out
 
 
 # filters ----------------------------------------------------------------------------------------
@@ -196,9 +169,7 @@ def list_images(
     parsed_filters = parse_filters(filters)
     catalog = Catalog(client, snapshotter)
     records = catalog.records()
-    shown = records
-    if client.namespace == CRI_NAMESPACE and not show_all:
-        shown = fold_cri_aliases(records)
+    shown = records if show_all else visible_records(records, client.namespace)
     if repository:
         shown = [r for r in shown if _repository_matches(repository, r.name)]
     resolved = catalog.resolve(shown, sizes=False)
@@ -269,9 +240,13 @@ def tag(client: Client, source: str, target: str) -> None:
 def remove(
     client: Client, queries: Sequence[str], *, force: bool = False
 ) -> tuple[list[str], list[str]]:
-    """Remove the named images; returns (removed names, error messages)."""
+    """Remove the named images; returns (removed names, error messages).
+
+    In k8s.io the CRI plugin's extra records of an image go with its last name, and an ID or
+    digest names the whole image (its extra records are not names that make it ambiguous)."""
     catalog = Catalog(client)
     records = catalog.records()
+    ns = client.namespace
     users: dict[str, list[str]] = {}
     for c in containers.list_containers(client):
         users.setdefault(c.image, []).append(c.id)
@@ -283,7 +258,9 @@ def remove(
         if not found:
             errors.append(f'no such image "{query}" (see pyctl images)')
             continue
-        in_use = [(r.name, cid) for r in found for cid in users.get(r.name, [])]
+        found = whole_image(records, found, ns)
+        going = [*found, *_companions_left_behind(ns, records, found, plan)]
+        in_use = [(r.name, cid) for r in going for cid in users.get(r.name, [])]
         if in_use and not force:
             name, cid = in_use[0]
             errors.append(
@@ -291,16 +268,17 @@ def remove(
                 "(remove the container first, or use -f)"
             )
             continue
-        if len(found) > 1 and not force:
-            names = ", ".join(r.name for r in found)
+        named = [r.name for r in found if not is_companion(ns, r.name)]
+        if len(named) > 1 and not force:
             errors.append(
-                f"cannot remove {query}: the image is referenced by {len(found)} names "
-                f"({names}): remove them by name, or use -f to remove them all"
+                f"cannot remove {query}: the image is referenced by {len(named)} names "
+                f"({', '.join(named)}): remove them by name, or use -f to remove them all"
             )
             continue
-        for r in found:
+        for r in going:
             if r.name not in plan:
                 plan.append(r.name)
+    shown = {r.name for r in visible_records(records, ns)}
     for i, name in enumerate(plan):
         try:
             images.delete(client, name, sync=i == len(plan) - 1)
@@ -309,8 +287,28 @@ def remove(
         except PyctlError as exc:
             errors.append(f"cannot remove {name}: {exc}")
             continue
-        removed.append(name)
+        if name in shown:  # a CRI extra record is reported only where it was the image's name
+            removed.append(name)
     return removed, errors
+
+
+def _companions_left_behind(
+    namespace: str,
+    records: Sequence[ImageRecord],
+    found: Sequence[ImageRecord],
+    planned: Sequence[str],
+) -> list[ImageRecord]:
+    """The CRI plugin's extra records of the images in ``found`` that would have no name
+    left once ``found`` and ``planned`` are removed (empty outside k8s.io)."""
+    if namespace != CRI_NAMESPACE:
+        return []
+    gone = {*planned, *(r.name for r in found)}
+    out: list[ImageRecord] = []
+    for target in dict.fromkeys(r.target.digest for r in found):
+        same = [r for r in records if r.target.digest == target and r.name not in gone]
+        if all(is_cri_alias(r.name) for r in same):
+            out.extend(same)
+    return out
 
 
 def prune(client: Client, *, all_unused: bool) -> tuple[list[str], int]:
@@ -322,11 +320,10 @@ def prune(client: Client, *, all_unused: bool) -> tuple[list[str], int]:
     records = images.list_records(client)
     used = {c.image for c in containers.list_containers(client)}
     used_targets = {r.target.digest for r in records if r.name in used}
+    pinned = {r.target.digest for r in records if r.labels.get(CRI_PINNED_LABEL) == "pinned"}
     victims = []
-    for r in records:
-        if r.labels.get(CRI_PINNED_LABEL) == "pinned":
-            continue
-        if r.name in used or r.target.digest in used_targets:
+    for r in visible_records(records, client.namespace):
+        if r.target.digest in pinned or r.name in used or r.target.digest in used_targets:
             continue
         if all_unused or repo_tag(r.name)[1] == "<none>":
             victims.append(r.name)
@@ -347,6 +344,8 @@ def inspect_image(
     same = [x for x in all_records if x.target.digest == r.record.target.digest]
     repo_tags, repo_digests = [], []
     for x in same:
+        if is_config_name(x.name):  # the CRI plugin's ID record: not a repository
+            continue
         try:
             ref = parse_normalized_named(x.name)
         except InvalidReferenceError:
@@ -390,7 +389,9 @@ def inspect_images(
         found = find_records(records, q, catalog)
         if not found:
             missing.append(q)
-        else:
-            chosen.append(found[0])
+        else:  # the image by a name an operator sees (not a CRI extra record)
+            found = whole_image(records, found, client.namespace)
+            shown = [r for r in found if not is_companion(client.namespace, r.name)]
+            chosen.append((shown or found)[0])
     resolved = catalog.resolve(chosen)
     return [inspect_image(catalog, r, records) for r in resolved], missing

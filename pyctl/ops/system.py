@@ -42,11 +42,21 @@ def list_namespaces(client: Client) -> list[dict[str, Any]]:
             {
                 "Name": n.name,
                 "Containers": str(len(client.result(fc).containers)),
-                "Images": str(len(client.result(fi).images)),
+                "Images": str(_image_count(n.name, client.result(fi).images)),
                 "Labels": ",".join(f"{k}={v}" for k, v in sorted(n.labels.items())),
             }
         )
     return rows
+
+
+def _image_count(namespace: str, images: Any) -> int:
+    """Images as `pyctl images` counts them (the CRI plugin's extra records folded)."""
+    from pyctl.containerd.images import record_from_proto
+    from pyctl.ops.catalog import CRI_NAMESPACE, visible_records
+
+    if namespace != CRI_NAMESPACE:
+        return len(images)
+    return len(visible_records([record_from_proto(m) for m in images], namespace))
 
 
 def client_version() -> dict[str, str]:
