@@ -466,7 +466,7 @@ def build_image(
     user: str | None = None,
     exposed_ports: Sequence[str] = (),
     volumes: Sequence[str] = (),
-    created: str = CREATED,
+    created: str | None = CREATED,
     busybox: str | os.PathLike[str] = BUSYBOX_PATH,
 ) -> ImageSpec:
     """Build one single-platform image.
@@ -511,12 +511,12 @@ def build_image(
         cfg["ExposedPorts"] = {p: {} for p in exposed_ports}
     if volumes:
         cfg["Volumes"] = {v: {} for v in volumes}
+    dated = {"created": created} if created is not None else {}  # None: no "created" at all
     history = [
-        {"created": created, "created_by": f"integration.images layer {i}"}
-        for i in range(len(raw_layers))
+        {**dated, "created_by": f"integration.images layer {i}"} for i in range(len(raw_layers))
     ]
     config_obj: dict[str, Any] = {
-        "created": created,
+        **dated,
         "architecture": plat.architecture,
         "os": plat.os,
         "config": cfg,

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,13 @@ APP1 = "example.test/app:1"  # OCI, labels team=blue tier=web
 APP2 = "example.test/app:2"  # docker media types
 MULTI = "example.test/multi:1"  # multi-platform index, all platforms imported
 DANGLING_REPO = "example.test/dangling"  # repo@digest record: no tag
+# when each was built (the config's "created"; busybox: images.CREATED, 2024-01-01)
+BUILT = {
+    PARTIAL: "2024-02-01T00:00:00Z",
+    APP1: "2024-03-01T00:00:00.123456789Z",
+    APP2: "2024-04-01T00:00:00+02:00",
+    MULTI: "2024-05-01T00:00:00Z",
+}
 
 # name -> (REPOSITORY, TAG) as shown
 SHOWN = {
@@ -81,13 +89,18 @@ def listing(
     busybox_image: Archive,
 ) -> Listing:
     ns = module_namespace
-    partial = image_factory(PARTIAL, multi_platform=True, variant_content="partial")
+    # built (config "created") in the order they are imported, all after busybox
+    partial = image_factory(
+        PARTIAL, multi_platform=True, variant_content="partial", created=BUILT[PARTIAL]
+    )
     containerd.import_image(partial, namespace=ns, all_platforms=False)
-    app1 = image_factory(APP1, variant_content="app-1", labels={"team": "blue", "tier": "web"})
+    app1 = image_factory(
+        APP1, variant_content="app-1", labels={"team": "blue", "tier": "web"}, created=BUILT[APP1]
+    )
     containerd.import_image(app1, namespace=ns)
-    app2 = image_factory(APP2, variant_content="app-2", media="docker")
+    app2 = image_factory(APP2, variant_content="app-2", media="docker", created=BUILT[APP2])
     containerd.import_image(app2, namespace=ns)
-    multi = image_factory(MULTI, multi_platform=True, variant_content="multi")
+    multi = image_factory(MULTI, multi_platform=True, variant_content="multi", created=BUILT[MULTI])
     containerd.import_image(multi, namespace=ns)
     containerd.import_image(busybox_image, namespace=ns)
     dangling = f"{DANGLING_REPO}@{app2.digest}"
@@ -104,9 +117,10 @@ def test_images_table(listing: Listing) -> None:
     assert re.match(header_re(*IMAGE_HEADER), lines[0]), lines[0]
     table = parse_table(out)
     assert table.header == list(IMAGE_HEADER)
-    # one row per name and locally present platform, newest first
+    # one row per name and locally present platform, newest built first (busybox, imported
+    # last, was built first; the dangling record is APP2's image)
     names = listing.names_of_rows(table.rows)
-    assert names == [listing.dangling, BUSYBOX_NAME, MULTI, MULTI, MULTI, APP2, APP1, PARTIAL]
+    assert names == [MULTI, MULTI, MULTI, listing.dangling, APP2, APP1, PARTIAL, BUSYBOX_NAME]
     for name, row in zip(names, table.rows, strict=True):
         # IMAGE ID: the first 12 hex digits of the target digest, as ctr shows it
         assert row["IMAGE ID"] == short(listing.digests[name]), (name, row)
@@ -216,11 +230,12 @@ IMAGE_FILTER_CASES: list[tuple[list[str], list[str]]] = [
     (["reference=example.test/app:1"], [APP1]),
     (["reference=*/app:*"], [APP2, APP1]),
     (["dangling=true"], ["DANGLING"]),
-    (["dangling=false"], [BUSYBOX_NAME, MULTI, APP2, APP1, PARTIAL]),
-    (["before=" + MULTI], [APP2, APP1, PARTIAL]),
-    (["since=" + MULTI], ["DANGLING", BUSYBOX_NAME]),
-    (["since=example.test/app:1", "before=" + BUSYBOX_NAME], [MULTI, APP2]),
-    (["since=APP1_ID", "before=MULTI_ID"], [APP2]),  # image IDs work too
+    (["dangling=false"], [MULTI, APP2, APP1, PARTIAL, BUSYBOX_NAME]),
+    (["before=" + MULTI], ["DANGLING", APP2, APP1, PARTIAL, BUSYBOX_NAME]),
+    (["since=" + APP1], [MULTI, "DANGLING", APP2]),
+    (["since=" + MULTI], []),
+    (["since=busybox", "before=example.test/app:2"], [APP1, PARTIAL]),
+    (["since=APP1_ID", "before=MULTI_ID"], ["DANGLING", APP2]),  # image IDs work too
     (["label=team=blue"], [APP1]),
     (["label=team"], [APP1]),
     (["label=team=blue", "label=tier=web"], [APP1]),
@@ -306,7 +321,7 @@ def test_image_inspect(listing: Listing) -> None:
         assert obj["RootFS"] == {"Type": "layers", "Layers": list(spec.diff_ids)}
         assert obj["Architecture"] == spec.platform.architecture
         assert obj["Os"] == "linux"
-        assert obj["Created"] == images.CREATED
+        assert obj["Created"] == BUILT[APP1]
         assert obj["Config"]["Labels"] == {"team": "blue", "tier": "web"}
         assert obj["Config"]["Cmd"] == ["/bin/sh"]
         assert obj["Size"] > 0
@@ -352,6 +367,52 @@ def test_image_inspect_unknown(listing: Listing) -> None:
     # the found ones are printed, the missing one is an error
     proc = listing.pyctl("inspect", "--format", "{{.Id}}", APP1, "nope", namespace=listing.ns)
     assert_error(proc, "nope", stdout=listing.digests[APP1] + "\n")
+
+
+def test_images_created_is_when_the_image_was_built(
+    pyctl: PyctlRunner, containerd: Containerd, namespace: str, image_factory: ImageFactory
+) -> None:
+    """CREATED, {{.CreatedAt}} and the order come from the config's "created" (a re-tag made
+    now shows the build time); a config without one falls back to the record's time."""
+    old = image_factory("example.test/old:1", variant_content="old", created="2020-06-01T12:00:00Z")
+    undated = image_factory("example.test/undated:1", variant_content="undated", created=None)
+    containerd.import_image(old, namespace=namespace)
+    containerd.import_image(undated, namespace=namespace)
+    containerd.ctr(
+        "images", "tag", "example.test/old:1", "example.test/retag:1", namespace=namespace
+    )
+    fmt = "{{.Name}}|{{.CreatedAt}}|{{.CreatedSince}}"
+    rows = [
+        ln.split("|")
+        for ln in assert_ok(pyctl("images", "--format", fmt, namespace=namespace)).splitlines()
+    ]
+    built = datetime(2020, 6, 1, 12, 0, tzinfo=UTC)
+    # newest first: the undated one (made now), then the two names of the 2020 image
+    assert [r[0] for r in rows] == [
+        "example.test/undated:1",
+        "example.test/retag:1",
+        "example.test/old:1",
+    ]
+    for name, created_at, since in rows[1:]:
+        assert created_at == built.astimezone().strftime("%Y-%m-%d %H:%M:%S %z ") + (
+            built.astimezone().tzname() or ""
+        ), name
+        assert since.endswith("years ago"), (name, since)
+    assert re.fullmatch(r"(Less than a second|\d+ seconds?) ago", rows[0][2]), rows[0]
+    table = parse_table(assert_ok(pyctl("images", namespace=namespace)))
+    assert {r["CREATED"] for r in table.rows[1:]} == {rows[1][2]}
+    # since= / before= compare build times too
+    out = assert_ok(
+        pyctl(
+            "images",
+            "--format",
+            "{{.Name}}",
+            "-f",
+            "before=example.test/undated:1",
+            namespace=namespace,
+        )
+    )
+    assert out.splitlines() == ["example.test/retag:1", "example.test/old:1"]
 
 
 # --- config digests: the IMAGE ID crictl and docker print ----------------------------------------

@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pyctl.errors import PyctlError
@@ -347,6 +348,11 @@ class ImageConfig:
     config: Mapping[str, Any]
     raw: Mapping[str, Any]
 
+    @property
+    def created_at(self) -> datetime | None:
+        """When the image was built (``created``), if the config says so readably."""
+        return parse_rfc3339(self.created) if self.created else None
+
     @classmethod
     def parse(cls, data: bytes) -> ImageConfig:
         doc = _load_json(data, "image config")
@@ -362,6 +368,27 @@ class ImageConfig:
             config=cfg if isinstance(cfg, dict) else {},
             raw=doc,
         )
+
+
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def parse_rfc3339(text: str) -> datetime | None:
+    """A timestamp as Go writes them (``2024-05-01T10:00:00.123456789Z``, nanoseconds
+    allowed) as an aware datetime; None when it is not one, or is Go's zero time."""
+    m = _RFC3339.match(text.strip())
+    if m is None:
+        return None
+    day, clock, frac, zone = m.groups()
+    micro = (frac or "").ljust(6, "0")[:6]
+    tz = "+00:00" if zone in ("Z", "z") else zone
+    try:
+        dt = datetime.fromisoformat(f"{day}T{clock}.{micro}{tz}")
+    except ValueError:
+        return None
+    return None if dt.year == 1 else dt
 
 
 def chain_ids(diff_ids: Iterable[str]) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pyctl.containerd import content, images, snapshots
 from pyctl.containerd.client import Client
@@ -57,6 +58,19 @@ class ResolvedImage:
 
     def default(self) -> PlatformImage | None:
         return best_platform(self.platforms, host_platform())
+
+    @property
+    def created(self) -> datetime | None:
+        """When the image was built (its config's ``created``, this machine's platform), else
+        when its record was made."""
+        d = self.default()
+        return created_of(d, self.record)
+
+
+def created_of(p: PlatformImage | None, record: ImageRecord) -> datetime | None:
+    """When platform ``p`` of an image was built, else when ``record`` was made."""
+    built = p.config.created_at if p is not None else None
+    return built or record.created_at
 
 
 def best_platform(platforms: Sequence[PlatformImage], want: Platform) -> PlatformImage | None:

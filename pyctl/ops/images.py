@@ -22,6 +22,7 @@ from pyctl.ops.catalog import (
     Catalog,
     PlatformImage,
     ResolvedImage,
+    created_of,
     find_records,
     is_companion,
     is_config_name,
@@ -123,15 +124,17 @@ def _labels(r: ResolvedImage) -> dict[str, str]:
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
-def _created(r: ImageRecord) -> datetime:
-    return r.created_at or _EPOCH
+def _created(r: ResolvedImage) -> datetime:
+    return r.created or _EPOCH
 
 
 def _filter_fn(
     filters: Sequence[ImageFilter], all_records: Sequence[ImageRecord], catalog: Catalog
 ) -> Callable[[ResolvedImage], bool]:
     pivots = {
-        f.value: _created(require_records(all_records, f.value, catalog)[0])
+        f.value: _created(
+            catalog.resolve(require_records(all_records, f.value, catalog)[:1], sizes=False)[0]
+        )
         for f in filters
         if f.key in ("before", "since")
     }
@@ -143,9 +146,9 @@ def _filter_fn(
             dangling = repo_tag(r.record.name)[1] == "<none>"
             return dangling == (f.value.lower() in ("true", "1"))
         if f.key == "before":
-            return _created(r.record) < pivots[f.value]
+            return _created(r) < pivots[f.value]
         if f.key == "since":
-            return _created(r.record) > pivots[f.value]
+            return _created(r) > pivots[f.value]
         key, has_value, value = f.value.partition("=")
         labels = _labels(r)
         return key in labels and (not has_value or labels[key] == value)
@@ -176,26 +179,23 @@ def list_images(
     keep = _filter_fn(parsed_filters, records, catalog)
     resolved = [r for r in resolved if keep(r)]
     usage = catalog.fill_sizes(resolved)
-    resolved.sort(key=lambda r: (_created(r.record), r.record.name), reverse=True)
+    resolved.sort(key=lambda r: (_created(r), r.record.name), reverse=True)
     rows: list[dict[str, Any]] = []
     for r in resolved:
         repo, tag = repo_tag(r.record.name)
         digest = r.record.target.digest
-        created = r.record.created_at
-        base = {
-            "Repository": repo,
-            "Tag": tag,
-            "ID": digest if no_trunc else digest.split(":", 1)[-1][:12],
-            "Digest": digest,
-            "CreatedAt": go_time(created) if created else "",
-            "CreatedSince": time_since(created) if created else "",
-            "Name": r.record.name,
-        }
         plats: list[PlatformImage | None] = list(r.platforms) or [None]
         for p in plats:
+            created = created_of(p, r.record)  # when this platform was built
             rows.append(
                 {
-                    **base,
+                    "Repository": repo,
+                    "Tag": tag,
+                    "ID": digest if no_trunc else digest.split(":", 1)[-1][:12],
+                    "Digest": digest,
+                    "CreatedAt": go_time(created) if created else "",
+                    "CreatedSince": time_since(created) if created else "",
+                    "Name": r.record.name,
                     "Platform": str(p.platform) if p else "",
                     "ConfigDigest": p.manifest.config.digest if p else "",
                     "Size": human_size(sum(usage.get(c, 0) for c in p.chain) if p else 0),
