@@ -20,6 +20,7 @@ from integration.registry_helpers import (
     SOURCE_LABEL,
     UNCOMPRESSED,
     Skopeo,
+    assert_failure,
     assert_success,
     chain_id,
     chain_ids,
@@ -185,6 +186,16 @@ def test_pull_multi_platform_index(
     assert sorted(snapshot_keys(containerd, ns_all)) == sorted(chain_ids(host.diff_ids))
     rows = _image_rows(pyctl, ns_all)
     assert [(r[0], r[1]) for r in rows] == sorted((name, str(m.platform)) for m in idx.manifests)
+
+    # a platform the index lacks: one error line, no record, no content, and no lease left
+    # behind (twice: no lease piles up either)
+    ns_none = more_namespaces("none")
+    for _ in range(2):
+        proc = pyctl("pull", "--platform", "linux/s390x", name, namespace=ns_none)
+        assert assert_failure(proc).startswith(f"pull {name}: ")
+        assert "linux/s390x" in proc.stderr
+    assert leases(containerd, ns_none) == []
+    assert ctr_images(containerd, ns_none) == {} and content_labels(containerd, ns_none) == {}
 
     # --unpack false: content only, no snapshot, no snapshot label
     ns_plain = more_namespaces("nounpack")

@@ -31,6 +31,7 @@ from integration.registry_helpers import (
     ctr_images,
     docker_config,
     hosts_dir,
+    leases,
     sha256,
 )
 from integration.testbed import CertAuthority, Containerd, Registry
@@ -303,19 +304,37 @@ def test_404_tag_is_one_line_not_found(
     fault_proxy: FaultProxy,
     seeded: Archive,
 ) -> None:
-    # the registry answers 404 for a tag it has (injected), a tag it lacks, a repository it lacks
-    fault_proxy.status(404, path="/v2/team/app/manifests/1$", times=None)
-    for ref in (
-        fault_proxy.ref("team/app", "1"),
-        fault_proxy.ref("team/app", "nope"),
-        fault_proxy.ref("team/absent", "1"),
+    # what is missing, and where: a repository the registry lacks, a tag it lacks (with the
+    # tags it has), and bare 404s without a body (injected) that say neither
+    at = f"at {fault_proxy.url}"
+    for ref, want in (
+        (fault_proxy.ref("team/absent", "1"), f"repository team/absent not found {at}"),
+        (
+            fault_proxy.ref("team/app", "nope"),
+            f"tag nope not found in repository team/app {at} (its tags: 1)",
+        ),
     ):
         proc = pyctl("pull", ref, namespace=namespace)
-        assert assert_failure(proc) == f"pull {ref}: not found"
+        assert assert_failure(proc) == f"pull {ref}: {want}"
+    fault_proxy.status(404, body=b"", path="/v2/team/app/manifests/1$", times=None)
+    fault_proxy.status(404, body=b"", path="/v2/team/app/tags/list$", times=None)
+    ref = fault_proxy.ref("team/app", "1")
+    proc = pyctl("pull", ref, namespace=namespace)
+    assert assert_failure(proc) == f"pull {ref}: tag 1 or repository team/app not found {at}"
+    # by digest
+    missing = "sha256:" + "0" * 64
+    ref = f"{fault_proxy.host}/team/app@{missing}"
+    proc = pyctl("pull", ref, namespace=namespace)
+    assert assert_failure(proc) == (
+        f"pull {ref}: manifest {missing} not found in repository team/app {at}"
+    )
     # a reference that gets normalized says what it became
     short = f"{fault_proxy.host}/team/app"
     proc = pyctl("pull", short, namespace=namespace)
-    assert assert_failure(proc) == f"pull {short}: {short}:latest: not found"
+    assert assert_failure(proc) == (
+        f"pull {short}: {short}:latest: tag latest not found in repository team/app {at}"
+    )
+    assert leases(containerd, namespace) == []  # a pull that found nothing keeps nothing
     assert fault_proxy.blob_requests() == []
     _assert_no_record(containerd, namespace)
 

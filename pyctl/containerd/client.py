@@ -291,12 +291,16 @@ class Client:
 
     @contextlib.contextmanager
     def lease_context(
-        self, expire: timedelta = timedelta(hours=24), *, keep_on_error: bool = False
+        self,
+        expire: timedelta = timedelta(hours=24),
+        *,
+        keep_on_error: Callable[[], bool] | None = None,
     ) -> Iterator[str]:
         """Create a lease, attach it to every call made inside, delete it (async) after.
 
-        With ``keep_on_error`` a failed or interrupted operation leaves the lease in place: it
-        keeps partial ingests for the next attempt to resume and expires by itself."""
+        When ``keep_on_error()`` says so, a failed or interrupted operation leaves the lease
+        in place: it keeps partial ingests for the next attempt to resume and expires by
+        itself (an operation that wrote nothing has nothing to keep)."""
         if self.lease is not None:
             yield self.lease
             return
@@ -315,7 +319,7 @@ class Client:
             yield lease_id
         except BaseException:
             self.lease = None
-            if not keep_on_error:
+            if keep_on_error is None or not keep_on_error():
                 self._drop_lease(lease_id)
             raise
         self.lease = None

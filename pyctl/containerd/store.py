@@ -144,6 +144,7 @@ class ContainerdStore:
         self._unpack_errors: list[BaseException] = []
         self._doc_labels: dict[str, dict[str, str]] = {}
         self.unpacked: list[str] = []
+        self.wrote = False  # a blob write began: content (maybe partial) worth keeping
 
     # source -----------------------------------------------------------------------------------
 
@@ -259,6 +260,7 @@ class ContainerdStore:
         return labels
 
     def write_blob(self, desc: Descriptor, source: Source, progress: Progress) -> str:
+        self.wrote = True
         progress.start(desc, "layer" if is_layer(desc.media_type) else "blob")
         written = content.write_blob(
             self.client,
@@ -272,6 +274,7 @@ class ContainerdStore:
         return "done" if written else "exists"
 
     def write_document(self, desc: Descriptor, data: bytes) -> None:
+        self.wrote = True
         content.write_blob(
             self.client,
             ingest_ref(desc),

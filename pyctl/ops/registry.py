@@ -53,11 +53,14 @@ def pull(
     try:
         try:
             desc, _host = registry.resolve(ref.digest or ref.tag or "latest")
-        except NotFoundError:
+        except NotFoundError as exc:
             shown = f"{name}: " if name != ref_text else ""  # say what it was normalized to
-            raise NotFoundError(f"pull {ref_text}: {shown}not found") from None
+            raise NotFoundError(f"pull {ref_text}: {shown}{exc.message}") from None
         source = LocalFirstSource(client, RegistrySource(registry))
-        with client.lease_context(keep_on_error=True):
+        store: ContainerdStore | None = None
+        # A pull that wrote something keeps its lease on failure (the next one resumes); one
+        # that failed before (no such platform, registry gone) leaves nothing behind.
+        with client.lease_context(keep_on_error=lambda: store is not None and store.wrote):
             the_plan = plan(source, desc, filt)
             store = ContainerdStore(
                 client,

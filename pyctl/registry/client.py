@@ -689,24 +689,61 @@ class Registry:
                 errors.append((3, exc))
                 continue
             return desc, host
-        errors.sort(key=lambda e: -e[0])
-        if len(errors) > 1 and errors[0][0] == 2:
-            raise RegistryNotFound(f"{reference}: not found", 404, "NOT_FOUND")
-        err = errors[0][1]
-        if isinstance(err, RegistryNotFound):
-            raise RegistryNotFound(f"{reference}: not found", 404, "MANIFEST_UNKNOWN")
-        raise err
+        worst = max(errors, key=lambda e: e[0])
+        if worst[0] == 2:  # not found where it was asked (others unreachable): say each
+            text = "; ".join(e.message for _, e in errors)
+            raise RegistryNotFound(text, 404, worst[1].code)
+        raise worst[1]
+
+    def _not_found(
+        self, host: RegistryHost, resp: Response, reference: str
+    ) -> RegistryNotFound:
+        """A 404 for ``reference``, saying what is missing where: the repository, or the tag
+        or digest in it. Registries answer MANIFEST_UNKNOWN for both (distribution does), so
+        the repository's tag list decides."""
+        code = decode_error(resp).code
+        where = urlunsplit((*urlsplit(resp.url)[:2], "", "", ""))
+        kind = "manifest" if reference.startswith("sha256:") else "tag"
+        repo = self.repository
+        tags = None if code == "NAME_UNKNOWN" else self._tags(host)
+        if code == "NAME_UNKNOWN" or tags == "absent":
+            text = f"repository {repo} not found at {where}"
+        elif isinstance(tags, list) or code == "MANIFEST_UNKNOWN":
+            text = f"{kind} {reference} not found in repository {repo} at {where}"
+            if tags and isinstance(tags, list) and kind == "tag":
+                text += f" (its tags: {', '.join(tags[:5])}{', …' if len(tags) > 5 else ''})"
+        else:  # a bare 404, and no tag list to tell
+            text = f"{kind} {reference} or repository {repo} not found at {where}"
+        return RegistryNotFound(text, 404, code or "NOT_FOUND")
+
+    def _tags(self, host: RegistryHost) -> list[str] | str | None:
+        """The repository's tags at ``host`` (sorted), ``"absent"`` when the registry says the
+        repository does not exist, None when it does not say."""
+        try:
+            resp = self.request("GET", host, self.url(host, "tags", "list"), stream=True)
+            if resp.status_code == 404:  # distribution says NAME_UNKNOWN; a bare 404 says less
+                return "absent" if decode_error(resp).code == "NAME_UNKNOWN" else None
+            if resp.status_code != 200:
+                return None
+            doc = json.loads(_body_prefix(resp, MAX_ANSWER))
+        except (RegistryError, ValueError, RecursionError):
+            return None
+        tags = doc.get("tags") if isinstance(doc, dict) else None
+        if tags is None:
+            return []  # distribution: a repository whose tags were all deleted
+        if not isinstance(tags, list):
+            return None
+        return sorted(str(t) for t in tags)
 
     def _resolve_at(self, host: RegistryHost, url: str, reference: str) -> Descriptor:
         headers = {"Accept": MANIFEST_ACCEPT}
         resp = self.request("HEAD", host, url, headers=headers)
-        if resp.status_code == 405:
+        if resp.status_code in (403, 404, 405):
+            # HEAD answers carry no body: a GET says why (which of repository or tag is
+            # missing, what was denied)
             resp = self.request("GET", host, url, headers=headers, stream=True)
         if resp.status_code == 404:
-            raise RegistryNotFound("not found", 404)
-        if resp.status_code == 403:
-            # HEAD carries no body: read the error with a GET
-            resp = self.request("GET", host, url, headers=headers, stream=True)
+            raise self._not_found(host, resp, reference)
         if resp.status_code >= 400:
             raise decode_error(resp)
         if resp.status_code >= 300:
