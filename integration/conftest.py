@@ -17,6 +17,9 @@ Fixtures (all fail loudly, nothing is skipped):
 * ``pyctl`` (function)      -> PyctlRunner: ``pyctl("images", namespace=namespace)`` runs
   ``python -m pyctl --address SOCK ...`` and returns CompletedProcess[str]
 * ``module_pyctl`` (module)  -> PyctlRunner with a module-wide HOME
+* ``docker_engine`` (session) -> dockerd.DockerEngine: a private dockerd (Debian's docker.io)
+  with its own containerd, started once; ``docker_engine.docker("load", "-i", TAR)`` runs the
+  docker CLI against it, ``reset()`` removes every container and image
 
 Registry variants (function scope; all :class:`SecureRegistry`, a ``testbed.Registry`` with
 ``cert_dir`` = ``<certs.d>/<host>/`` holding ``ca.crt`` (+ ``client.cert``/``client.key``),
@@ -45,11 +48,12 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pytest
 
 from integration import images
+from integration.dockerd import DockerEngine
 from integration.faultproxy import FaultProxy
 from integration.images import Archive
 from integration.testbed import (
@@ -66,6 +70,7 @@ from integration.testbed import (
 from integration.tokenserver import TokenServer
 
 BUSYBOX_NAME = "docker.io/library/busybox:latest"
+T = TypeVar("T")
 
 
 def _require_root() -> None:
@@ -73,13 +78,18 @@ def _require_root() -> None:
         pytest.fail("integration tests need root (containerd, runc, mounts)", pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def containerd() -> Iterator[Containerd]:
+def _started(what: str, start: Callable[[], T]) -> T:
+    """``start()`` as root, or a loud failure that says why the bed could not start."""
     _require_root()
     try:
-        cd = Containerd().start()
+        return start()
     except TestbedError as e:
-        pytest.fail(f"cannot start the test containerd:\n{e}", pytrace=False)
+        pytest.fail(f"cannot start the test {what}:\n{e}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def containerd() -> Iterator[Containerd]:
+    cd = _started("containerd", Containerd().start)
     try:
         yield cd
     finally:
@@ -444,3 +454,16 @@ def non_loopback_ip() -> str:
     from integration.registry_helpers import non_loopback_address
 
     return non_loopback_address()
+
+
+# --- a Docker engine (a referee for archives) ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerEngine]:
+    """Started once, on first use; stopped at the end of the session."""
+    engine = _started("Docker engine", DockerEngine().start)
+    try:
+        yield engine
+    finally:
+        engine.stop()  # raises TestbedError if processes, mounts or shims are left behind

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from .images import Archive, import_into
 
@@ -52,10 +52,12 @@ __all__ = [
     "CertPair",
     "CommandError",
     "Containerd",
+    "Daemon",
     "HtpasswdAuth",
     "Plugin",
     "Registry",
     "RegistryAuth",
+    "Service",
     "TestbedError",
     "TokenAuth",
     "bcrypt_hash",
@@ -281,6 +283,86 @@ def _alive(pid: int) -> bool:
         return False
     # state is the field after the ")" of the command name; Z = zombie (dead)
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+class Daemon:
+    """A background process of the bed: its own session (no terminal signals from the test
+    runner reach it, and its process group is its own), stdout and stderr appended to
+    ``log_path``. :meth:`stop` ends it and closes the log."""
+
+    def __init__(
+        self,
+        what: str,
+        argv: Sequence[str],
+        log_path: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.what = what
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        try:
+            self.proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=dict(env) if env is not None else None,
+            )
+        except OSError:
+            self._log.close()
+            raise
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def exited(self) -> str | None:
+        """None while it runs; else its exit code and the log's tail (for ``abort=`` of
+        :func:`_wait_until`)."""
+        code = self.proc.poll()
+        if code is None:
+            return None
+        return f"{self.what} exited with code {code}\n--- {self.log_path} ---\n" + _tail(
+            self.log_path
+        )
+
+    def stop(self, grace: float = 5.0, *, group: bool = False) -> None:
+        """SIGTERM, ``grace`` seconds, SIGKILL; with ``group`` also SIGKILL whatever is left
+        of its process group (children it started). Closes the log."""
+        _terminate(self.proc, grace)
+        if group:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self._log.close()
+
+
+class Service:
+    """``with X() as x:`` starts X unless it is running, and stops it at the end."""
+
+    @property
+    def running(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 # ==============================================================================================
@@ -1109,7 +1191,7 @@ class Response:
         return json.loads(self.body)
 
 
-class Registry:
+class Registry(Service):
     """``docker-registry serve`` (distribution v2.8) on 127.0.0.1:<free port>.
 
     * plain HTTP by default; ``tls=CertPair`` for HTTPS; ``client_ca`` requires client
@@ -1146,8 +1228,7 @@ class Registry:
         self.log_level = log_level
         self.startup_timeout = startup_timeout
         self.binary = binary
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_file: Any = None
+        self._daemon: Daemon | None = None
         self._stopped = False
 
     @property
@@ -1173,18 +1254,9 @@ class Registry:
     def __repr__(self) -> str:
         return f"Registry(url={self.url!r})"
 
-    def __enter__(self) -> Registry:
-        if self._proc is None:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    @property
+    def running(self) -> bool:
+        return self._daemon is not None
 
     def render_config(self) -> dict[str, Any]:
         http_cfg: dict[str, Any] = {
@@ -1215,31 +1287,17 @@ class Registry:
             cfg["auth"] = self.auth.config(self.dir)
         return cfg
 
-    def start(self) -> Registry:
-        if self._proc is not None:
+    def start(self) -> Self:
+        if self._daemon is not None:
             raise TestbedError("registry already started")
         self.storage.mkdir(parents=True, exist_ok=True)
         # YAML is a superset of JSON: no YAML library needed.
         self.config_path.write_text(json.dumps(self.render_config(), indent=2))
         if self.auth:
             self.auth.start(self.dir)
-        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self._proc = subprocess.Popen(
-            [self.binary, "serve", str(self.config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        self._daemon = daemon = Daemon(
+            "docker-registry", [self.binary, "serve", str(self.config_path)], self.log_path
         )
-        proc = self._proc
-
-        def died() -> str | None:
-            if proc.poll() is None:
-                return None
-            return (
-                f"docker-registry exited with code {proc.returncode}\n--- {self.log_path} ---\n"
-                + _tail(self.log_path)
-            )
 
         def answers() -> bool:
             try:
@@ -1252,7 +1310,9 @@ class Registry:
             return r.status in (200, 401)
 
         try:
-            _wait_until(f"registry at {self.url}", answers, self.startup_timeout, abort=died)
+            _wait_until(
+                f"registry at {self.url}", answers, self.startup_timeout, abort=daemon.exited
+            )
         except TestbedError as e:
             tail = _tail(self.log_path)
             self.stop()
@@ -1263,12 +1323,9 @@ class Registry:
         if self._stopped:
             return
         self._stopped = True
-        if self._proc is not None:
-            _terminate(self._proc)
-            self._proc = None
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
+        if self._daemon is not None:
+            self._daemon.stop()
+            self._daemon = None
         if self.auth:
             self.auth.stop()
         if self._own_dir:

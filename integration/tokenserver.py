@@ -50,8 +50,9 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal, Self
+
+from .testbed import Service
 
 __all__ = [
     "Access",
@@ -190,7 +191,7 @@ class QuietHandler(http.server.BaseHTTPRequestHandler):
         self.send_bytes(status, json.dumps(obj).encode(), headers or {})
 
 
-class BackgroundHTTPServer:
+class BackgroundHTTPServer(Service):
     """A ``ThreadingHTTPServer`` in a daemon thread on ``host:port`` (free port by default),
     HTTPS if ``tls`` (a :class:`~integration.testbed.CertPair`-like object with ``cert``,
     ``key`` and ``ca`` paths) is given; ``client_ca`` makes it require client certificates."""
@@ -264,19 +265,6 @@ class BackgroundHTTPServer:
 
     def stop(self) -> None:
         self.stop_server()
-
-    def __enter__(self) -> Self:
-        if not self.running:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def stop_server(self) -> None:
         srv, self._server = self._server, None

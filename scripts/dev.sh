@@ -13,7 +13,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="$ROOT/.venv"
 APT_PACKAGES=(containerd runc docker-registry golang-github-containerd-containerd-dev
-              busybox-static skopeo zstd tmux zsh fish)
+              busybox-static skopeo zstd docker.io tmux zsh fish)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
