@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeGuard
 
 from pyctl.errors import ConfigError
+from pyctl.registry import gopath
 
 CAPABILITIES = ("pull", "resolve", "push", "referrers")
 ALL_CAPABILITIES: frozenset[str] = frozenset(CAPABILITIES)
@@ -80,7 +81,7 @@ class RegistryHost:
         ``…/v2/library/ubuntu/manifests/latest``; ``url("r", "blobs/uploads/")`` keeps the
         trailing slash (containerd ``dockerBase.request``).
         """
-        joined = _go_path_join("/", self.path, *parts)
+        joined = gopath.join("/", self.path, *parts)
         if parts and parts[-1].endswith("/") and not joined.endswith("/"):
             joined += "/"
         return f"{self.scheme}://{self.host}{joined}"
@@ -211,36 +212,6 @@ _DURATION_UNIT_ALT = "ns|us|\u00b5s|\u03bcs|ms|s|m|h"
 _DURATION_PART = rf"(\d+\.?\d*|\.\d+)({_DURATION_UNIT_ALT})"
 _DURATION_PART_RE = re.compile(_DURATION_PART)
 _DURATION_RE = re.compile(rf"([-+]?)((?:{_DURATION_PART})+)")
-
-
-def _go_path_clean(p: str) -> str:
-    """Go ``path.Clean`` (lexical, ``/``-separated; ``//`` collapses, unlike posixpath)."""
-    if p == "":
-        return "."
-    rooted = p.startswith("/")
-    out: list[str] = []
-    for seg in p.split("/"):
-        if seg in ("", "."):
-            continue
-        if seg == "..":
-            if out and out[-1] != "..":
-                out.pop()
-            elif not rooted:
-                out.append("..")
-            continue
-        out.append(seg)
-    cleaned = "/".join(out)
-    if rooted:
-        return "/" + cleaned
-    return cleaned or "."
-
-
-def _go_path_join(*elems: str) -> str:
-    """Go ``path.Join``: join the non-empty elements with ``/`` and clean."""
-    nonempty = [e for e in elems if e]
-    if not nonempty:
-        return ""
-    return _go_path_clean("/".join(nonempty))
 
 
 # --------------------------------------------------------------------------------------------
@@ -707,7 +678,7 @@ def _parse_server_url(
         raise bad(f"URL {server!r} must not have a query or fragment")
     path = urllib.parse.unquote(parts.path)
     if path:
-        path = _go_path_clean(path)
+        path = gopath.clean(path)
         if not path.endswith("/v2") and not override_path:
             path = path.rstrip("/") + "/v2"
     elif not override_path:
