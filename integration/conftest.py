@@ -16,6 +16,7 @@ Fixtures (all fail loudly, nothing is skipped):
 * ``pyctl`` (function)      -> PyctlRunner: ``pyctl("images", namespace=namespace)`` runs
   ``python -m pyctl --address SOCK ...`` and returns CompletedProcess[str]
 * ``module_pyctl`` (module)  -> PyctlRunner with a module-wide HOME
+* ``isolated`` (function)   -> the ``pyctl`` runner with an empty DOCKER_CONFIG directory
 
 Registry variants (function scope; all :class:`SecureRegistry`, a ``testbed.Registry`` with
 ``cert_dir`` = ``<certs.d>/<host>/`` holding ``ca.crt`` (+ ``client.cert``/``client.key``),
@@ -249,6 +250,17 @@ def pyctl(containerd: Containerd, tmp_path: Path) -> PyctlRunner:
     home = tmp_path / "home"
     (home / ".config").mkdir(parents=True)
     return PyctlRunner(containerd, home)
+
+
+@pytest.fixture
+def isolated(pyctl: PyctlRunner, tmp_path: Path) -> PyctlRunner:
+    """pyctl with its own (empty) DOCKER_CONFIG directory: no credentials but those a test
+    writes there or puts in containerd's config."""
+    docker = tmp_path / "docker-config"
+    docker.mkdir()
+    runner = PyctlRunner(pyctl.containerd, pyctl.home)
+    runner.base_env["DOCKER_CONFIG"] = str(docker)
+    return runner
 
 
 @pytest.fixture(scope="module")
