@@ -20,6 +20,7 @@ Fixtures (all fail loudly, nothing is skipped):
 * ``docker_engine`` (session) -> dockerd.DockerEngine: a private dockerd (Debian's docker.io)
   with its own containerd, started once; ``docker_engine.docker("load", "-i", TAR)`` runs the
   docker CLI against it, ``reset()`` removes every container and image
+* ``isolated`` (function)   -> the ``pyctl`` runner with an empty DOCKER_CONFIG directory
 
 Registry variants (function scope; all :class:`SecureRegistry`, a ``testbed.Registry`` with
 ``cert_dir`` = ``<certs.d>/<host>/`` holding ``ca.crt`` (+ ``client.cert``/``client.key``),
@@ -269,6 +270,17 @@ def pyctl(containerd: Containerd, tmp_path: Path) -> PyctlRunner:
     home = tmp_path / "home"
     (home / ".config").mkdir(parents=True)
     return PyctlRunner(containerd, home)
+
+
+@pytest.fixture
+def isolated(pyctl: PyctlRunner, tmp_path: Path) -> PyctlRunner:
+    """pyctl with its own (empty) DOCKER_CONFIG directory: no credentials but those a test
+    writes there or puts in containerd's config."""
+    docker = tmp_path / "docker-config"
+    docker.mkdir()
+    runner = PyctlRunner(pyctl.containerd, pyctl.home)
+    runner.base_env["DOCKER_CONFIG"] = str(docker)
+    return runner
 
 
 @pytest.fixture(scope="module")

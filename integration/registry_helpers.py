@@ -10,11 +10,12 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from integration.helpers import ERROR_PREFIX
+from integration.helpers import ERROR_PREFIX, assert_ok, ctr_image_digests
 from integration.testbed import Containerd, skopeo
 
 SOURCE_LABEL = "containerd.io/distribution.source.127.0.0.1"
@@ -258,3 +259,30 @@ def non_loopback_address() -> str:
             if not ip.is_loopback:
                 return str(ip)
     raise AssertionError("this machine has no non-loopback IPv4 address (see /proc/net/fib_trie)")
+
+
+def assert_pulled(
+    proc: subprocess.CompletedProcess[str],
+    containerd: Containerd,
+    namespace: str,
+    name: str,
+    digest: str,
+) -> None:
+    """Exit 0, stdout is the full reference, no error on stderr, and ctr has the record."""
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert proc.stdout == name + "\n", proc.stdout
+    assert "Traceback" not in proc.stderr and "error" not in proc.stderr.lower(), proc.stderr
+    assert ctr_image_digests(containerd, namespace).get(name) == digest
+
+
+def assert_not_pulled(containerd: Containerd, namespace: str) -> None:
+    assert ctr_image_digests(containerd, namespace) == {}
+
+
+def hosts_json(
+    runner: Callable[..., subprocess.CompletedProcess[str]], *args: str
+) -> dict[str, Any]:
+    """``pyctl ARGS --format json`` (for ``hosts``): exit 0, the JSON object it prints."""
+    doc = json.loads(assert_ok(runner(*args, "--format", "json")))
+    assert isinstance(doc, dict)
+    return doc

@@ -17,7 +17,6 @@ import subprocess
 import tempfile
 import urllib.parse
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,6 +24,7 @@ from integration.conftest import ImageFactory, PyctlRunner, SecureRegistry
 from integration.faultproxy import FaultProxy, _ProxyHandler
 from integration.helpers import assert_error, assert_ok, ctr_image_digests, run_all, run_many
 from integration.images import Archive
+from integration.registry_helpers import assert_not_pulled, assert_pulled, hosts_json
 from integration.testbed import CertAuthority, Containerd, Registry, free_port, skopeo
 
 HARBOR = "harbor.local"
@@ -70,40 +70,12 @@ def hosts_toml(root: Path, host: str, text: str, **files: bytes) -> Path:
     return root
 
 
-def assert_pulled(
-    proc: subprocess.CompletedProcess[str],
-    containerd: Containerd,
-    namespace: str,
-    name: str,
-    digest: str,
-) -> None:
-    """Exit 0, stdout is the full reference, no error on stderr, and ctr has the record."""
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    assert proc.stdout == name + "\n", proc.stdout
-    assert "Traceback" not in proc.stderr and "error" not in proc.stderr.lower(), proc.stderr
-    assert ctr_image_digests(containerd, namespace).get(name) == digest
-
-
-def assert_not_pulled(containerd: Containerd, namespace: str) -> None:
-    assert ctr_image_digests(containerd, namespace) == {}
-
-
 @pytest.fixture
 def empty_cri(tmp_path: Path) -> str:
     """An empty containerd config: no CRI registry settings."""
     path = tmp_path / "containerd-config-without-cri.toml"
     path.touch()
     return str(path)
-
-
-@pytest.fixture
-def isolated(pyctl: PyctlRunner, tmp_path: Path) -> PyctlRunner:
-    """pyctl with its own (empty) DOCKER_CONFIG directory."""
-    docker = tmp_path / "docker-config"
-    docker.mkdir()
-    runner = PyctlRunner(pyctl.containerd, pyctl.home)
-    runner.base_env["DOCKER_CONFIG"] = str(docker)
-    return runner
 
 
 def with_hosts(hosts_dir: Path, containerd_config: str) -> list[str]:
@@ -603,19 +575,13 @@ def test_named_containerd_config_that_does_not_exist(isolated: PyctlRunner, tmp_
 # --- pyctl hosts ----------------------------------------------------------------------------------
 
 
-def _hosts_json(runner: PyctlRunner, *args: str) -> dict[str, Any]:
-    doc = json.loads(assert_ok(runner(*args, "--format", "json")))
-    assert isinstance(doc, dict)
-    return doc
-
-
 def test_hosts_shows_a_missing_credential_helper(
     isolated: PyctlRunner, tmp_path: Path, empty_cri: str
 ) -> None:
     (tmp_path / "empty").mkdir()
     docker = Path(isolated.base_env["DOCKER_CONFIG"])
     (docker / "config.json").write_text(json.dumps({"credsStore": "pyctl-test-absent"}))
-    doc = _hosts_json(isolated, *with_hosts(tmp_path / "empty", empty_cri), "hosts", "example.test")
+    doc = hosts_json(isolated, *with_hosts(tmp_path / "empty", empty_cri), "hosts", "example.test")
     (endpoint,) = doc["Endpoints"]
     assert endpoint["Host"] == "example.test"
     assert endpoint["Credentials"].startswith("unavailable: credential helper")
@@ -693,7 +659,7 @@ def test_hosts_explains_everything(
     }
     (docker / "config.json").write_text(json.dumps(auth))
     args = [*with_hosts(certs, empty_cri), "hosts"]
-    doc = _hosts_json(isolated, *args, f"{HARBOR}/team/app:1")
+    doc = hosts_json(isolated, *args, f"{HARBOR}/team/app:1")
     hosts_file = str(certs / HARBOR / "hosts.toml")
     assert doc["Registry"] == HARBOR
     assert doc["HostsDirs"] == [str(certs)]
@@ -745,18 +711,18 @@ def test_hosts_dir_order_first_match_wins(
 ) -> None:
     first = hosts_toml(tmp_path / "first", "_default", 'server = "https://first.example"\n')
     second = hosts_toml(tmp_path / "second", HARBOR, 'server = "https://second.example"\n')
-    doc = _hosts_json(
+    doc = hosts_json(
         isolated, "--hosts-dir", str(first), *with_hosts(second, empty_cri), "hosts", HARBOR
     )
     # _default of the first directory matches before the second directory is searched
     assert [e["Host"] for e in doc["Endpoints"]] == ["first.example"]
-    doc = _hosts_json(
+    doc = hosts_json(
         isolated, "--hosts-dir", str(second), *with_hosts(first, empty_cri), "hosts", HARBOR
     )
     assert [e["Host"] for e in doc["Endpoints"]] == ["second.example"]
     # HOST_PORT_ spelling of a directory
     hosts_toml(tmp_path / "ported", "reg.example_5000_", 'server = "https://ported.example"\n')
-    doc = _hosts_json(
+    doc = hosts_json(
         isolated, *with_hosts(tmp_path / "ported", empty_cri), "hosts", "reg.example:5000"
     )
     assert [e["Host"] for e in doc["Endpoints"]] == ["ported.example"]
@@ -802,7 +768,7 @@ def test_cri_legacy_mirrors_and_auth(
     proc = isolated(*base, "pull", ref2, namespace=namespace)
     assert_pulled(proc, containerd, namespace, ref2, tiny.digest)
 
-    doc = _hosts_json(isolated, *base, "hosts", ref)
+    doc = hosts_json(isolated, *base, "hosts", ref)
     mirror = doc["Endpoints"][0]
     assert mirror["URL"] == f"https://{basic_registry.host}/v2"
     assert mirror["Source"] == str(cd_cfg)
@@ -814,7 +780,7 @@ def test_cri_legacy_mirrors_and_auth(
     # a config_path turns the legacy section off (containerd does the same)
     with cd_cfg.open("a") as f:
         f.write(f"{cri}]\n  config_path = {json.dumps(str(tmp_path / 'empty'))}\n")
-    doc = _hosts_json(isolated, *base, "hosts", ref)
+    doc = hosts_json(isolated, *base, "hosts", ref)
     assert [e["Host"] for e in doc["Endpoints"]] == ["mirror.test"]
 
 

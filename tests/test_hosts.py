@@ -893,7 +893,8 @@ def test_cri_config_legacy_sections_parsed(tmp_path: Path) -> None:
         password="p",
         has_tls=True,
         has_auth=True,
-        source=path,
+        tls_from=(path,),
+        auth_from=(path,),
     )
     internal = cri.configs["internal.example:5000"]
     assert (internal.insecure_skip_verify, internal.auth, internal.identity_token) == (
@@ -1026,7 +1027,7 @@ def test_cri_config_missing_is_empty_unless_required(tmp_path: Path) -> None:
 def test_cri_config_unreadable(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.mkdir()  # reading a directory fails even as root
-    with pytest.raises(ConfigError, match="cannot read containerd config") as info:
+    with pytest.raises(ConfigError, match="cannot read it: Is a directory") as info:
         load_cri_config(str(path))
     assert str(path) in str(info.value)
 

@@ -188,6 +188,7 @@ def hosts_cmd(app: App, target: str, fmt: str) -> None:
         f"Registry: {data['Registry']}",
         f"Hosts directories: {', '.join(data['HostsDirs']) or '-'}",
         f"containerd config: {data['ContainerdConfig'] or '(none)'}",
+        *_containerd_config_lines(data),
         f"Docker config: {data['DockerConfig']}",
         "Endpoints, in the order they are tried:",
     ]
@@ -211,6 +212,26 @@ def hosts_cmd(app: App, target: str, fmt: str) -> None:
         lines.append(f"     credentials: {e['Credentials']}")
         lines.append(f"     from: {e['Source']}")
     click.echo("\n".join(lines))
+
+
+def _containerd_config_lines(data: dict[str, Any]) -> list[str]:
+    """Imports, merge rules and CRI registry settings (with their files) of containerd's
+    config, below its ``containerd config:`` line."""
+    lines = [
+        f"  imports: {f['Path']} (imported by {f['ImportedBy']})"
+        for f in data["ContainerdConfigFiles"][1:]
+    ]
+    if data["ContainerdConfigRules"]:
+        lines.append(f"  read as {data['ContainerdConfigRules']}")
+        lines.append(f"    why: {data['ContainerdConfigRulesReason']}")
+    if data["CRIRegistrySettings"]:
+        lines.append("  CRI registry settings:")
+    for s in data["CRIRegistrySettings"]:
+        value = "(secret, not shown)" if s["Secret"] else json.dumps(s["Value"], default=str)
+        lines.append(f"    {s['Key']} = {value}  (from {s['Source']})")
+    if data["ContainerdConfigNote"]:
+        lines.append(f"  note: {data['ContainerdConfigNote']}")
+    return lines
 
 
 COMMANDS = [pull_cmd, push_cmd, login_cmd, logout_cmd, hosts_cmd]

@@ -15,6 +15,7 @@ from pyctl.oci import Descriptor, Index, is_index
 from pyctl.reference import Reference, parse_docker_ref
 from pyctl.registry.auth import DOCKER_HUB_KEY, Credential, auth_key
 from pyctl.registry.connect import RegistryConfig
+from pyctl.registry.containerd_config import ContainerdConfig
 from pyctl.registry.store import RegistryDestination, RegistrySource
 
 
@@ -281,8 +282,32 @@ def explain_hosts(rc: RegistryConfig, arg: str) -> dict[str, Any]:
         "Registry": host,
         "HostsDirs": list(rc.dirs),
         "ContainerdConfig": rc.cri.path or "",
+        **_explain_containerd_config(rc.containerd),
         "DockerConfig": rc.docker.path,
         "Endpoints": out,
+    }
+
+
+def _explain_containerd_config(cd: ContainerdConfig) -> dict[str, Any]:
+    """The files of containerd's config, how they were merged, and each CRI registry setting
+    with the file it came from (secrets are named, never shown)."""
+    return {
+        "ContainerdConfigFiles": [
+            {"Path": f.path, "ImportedBy": f.imported_by, "Version": f.version} for f in cd.files
+        ],
+        "ContainerdConfigRules": f"{cd.rules.value}: {cd.rules.merge}" if cd.rules else "",
+        "ContainerdConfigRulesReason": cd.reason,
+        "ContainerdConfigNote": cd.note,
+        "CRIRegistrySettings": [
+            {
+                "Key": s.dotted,
+                "Value": None if s.secret else s.value,
+                "Secret": s.secret,
+                "Source": s.origin.file,
+                "Table": s.origin.table,
+            }
+            for s in cd.settings()
+        ],
     }
 
 

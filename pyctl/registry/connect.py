@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from pyctl.config import Settings
 from pyctl.registry.auth import Credential, DockerConfig, cri_credential
 from pyctl.registry.client import Registry
+from pyctl.registry.containerd_config import ContainerdConfig, load_containerd_config
 from pyctl.registry.hosts import (
     CriRegistryConfig,
     RegistryHost,
+    cri_registry_config,
     hosts_dirs,
-    load_cri_config,
     resolve_hosts,
+    sources_text,
 )
 
 
@@ -22,7 +24,8 @@ class RegistryConfig:
     """Everything a command needs to reach registries, loaded once per run."""
 
     settings: Settings
-    cri: CriRegistryConfig
+    containerd: ContainerdConfig  # containerd's config with its imports, merged
+    cri: CriRegistryConfig  # its CRI registry section
     dirs: list[str]
     docker: DockerConfig
 
@@ -31,9 +34,11 @@ class RegistryConfig:
         # A file the operator named must exist; the default may be absent; "" means none.
         path = settings.containerd_config
         named = settings.sources.get("containerd_config", "default") != "default"
-        cri = load_cri_config(path, required=named) if path else CriRegistryConfig()
+        containerd = load_containerd_config(path, required=named)
+        cri = cri_registry_config(containerd)
         return cls(
             settings=settings,
+            containerd=containerd,
             cri=cri,
             dirs=hosts_dirs(settings.hosts_dir, cri),
             docker=DockerConfig.load(),
@@ -55,7 +60,7 @@ class RegistryConfig:
             return cred
         cfg = self.cri.configs.get(host)
         if cfg is not None:
-            return cri_credential(cfg)
+            return cri_credential(cfg, f"CRI config {sources_text(cfg.auth_from) or self.cri.path}")
         return None
 
     def registry(

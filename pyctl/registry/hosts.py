@@ -12,7 +12,9 @@ This follows containerd's ``hosts.toml`` semantics (``docs/hosts.md``; ``Configu
   (``docker.io`` means ``registry-1.docker.io``; a loopback registry is tried over HTTPS with a
   fallback to plain HTTP);
 * a legacy CRI ``registry.mirrors`` / ``registry.configs`` section is honoured when no hosts
-  directory matched and no ``config_path`` is set.
+  directory matched and no ``config_path`` is set;
+* containerd's config is read with its ``imports`` (:mod:`pyctl.registry.containerd_config`),
+  and every CRI setting keeps the file it came from.
 
 Unlike containerd, a malformed ``hosts.toml`` is an error (:class:`ConfigError` naming the file),
 not a logged warning followed by a silent fallback.
@@ -33,6 +35,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeGuard
 
 from pyctl.errors import ConfigError
+from pyctl.registry import gopath
+from pyctl.registry.containerd_config import (
+    ContainerdConfig,
+    Key,
+    dotted_key,
+    load_containerd_config,
+    toml_key,
+)
 
 CAPABILITIES = ("pull", "resolve", "push", "referrers")
 ALL_CAPABILITIES: frozenset[str] = frozenset(CAPABILITIES)
@@ -80,7 +90,7 @@ class RegistryHost:
         ``…/v2/library/ubuntu/manifests/latest``; ``url("r", "blobs/uploads/")`` keeps the
         trailing slash (containerd ``dockerBase.request``).
         """
-        joined = _go_path_join("/", self.path, *parts)
+        joined = gopath.join("/", self.path, *parts)
         if parts and parts[-1].endswith("/") and not joined.endswith("/"):
             joined += "/"
         return f"{self.scheme}://{self.host}{joined}"
@@ -120,18 +130,21 @@ class CriHostConfig:
     identity_token: str = ""
     has_tls: bool = False  # a [tls] table was present (then insecure_skip_verify is meaningful)
     has_auth: bool = False  # an [auth] table was present
-    source: str = ""  # the containerd config file this came from
+    tls_from: tuple[str, ...] = ()  # the containerd config file(s) that set the tls table
+    auth_from: tuple[str, ...] = ()  # ... and the auth table
 
 
 @dataclass(frozen=True)
 class CriRegistryConfig:
-    """The registry settings of containerd's ``config.toml`` (CRI plugin)."""
+    """The registry settings of containerd's config (CRI plugin), merged over its imports."""
 
-    path: str = ""
+    path: str = ""  # the main config file
     config_path: str = ""
     mirrors: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     configs: Mapping[str, CriHostConfig] = field(default_factory=dict, hash=False)
     headers: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    config_path_from: tuple[str, ...] = ()  # the file(s) config_path came from
+    mirrors_from: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
 
     @property
     def config_paths(self) -> list[str]:
@@ -213,177 +226,108 @@ _DURATION_PART_RE = re.compile(_DURATION_PART)
 _DURATION_RE = re.compile(rf"([-+]?)((?:{_DURATION_PART})+)")
 
 
-def _go_path_clean(p: str) -> str:
-    """Go ``path.Clean`` (lexical, ``/``-separated; ``//`` collapses, unlike posixpath)."""
-    if p == "":
-        return "."
-    rooted = p.startswith("/")
-    out: list[str] = []
-    for seg in p.split("/"):
-        if seg in ("", "."):
-            continue
-        if seg == "..":
-            if out and out[-1] != "..":
-                out.pop()
-            elif not rooted:
-                out.append("..")
-            continue
-        out.append(seg)
-    cleaned = "/".join(out)
-    if rooted:
-        return "/" + cleaned
-    return cleaned or "."
-
-
-def _go_path_join(*elems: str) -> str:
-    """Go ``path.Join``: join the non-empty elements with ``/`` and clean."""
-    nonempty = [e for e in elems if e]
-    if not nonempty:
-        return ""
-    return _go_path_clean("/".join(nonempty))
-
-
 # --------------------------------------------------------------------------------------------
-# containerd's config.toml (CRI registry section)
+# The CRI registry section of containerd's config (merged over its imports)
 
 
 def load_cri_config(path: str, *, required: bool = False) -> CriRegistryConfig:
-    """Read the CRI registry settings from containerd's ``config.toml``.
+    """The CRI registry settings of containerd's config at ``path`` and the files it imports.
 
-    A missing file is an empty configuration (``path=""``), unless ``required`` (the operator
-    named it): then it is a :class:`ConfigError`. An unreadable file, invalid TOML or
-    a registry section of the wrong shape is a :class:`ConfigError` naming the file.
-    Version 3 (``plugins."io.containerd.cri.v1.images".registry``), version 2
-    (``plugins."io.containerd.grpc.v1.cri".registry``) and version 1 (``plugins.cri.registry``)
-    layouts are recognised; ``imports`` are not followed.
+    A missing main file is an empty configuration (``path=""``), unless ``required`` (the
+    operator named it). See :func:`~pyctl.registry.containerd_config.load_containerd_config`
+    for how the files are found, read and merged, and :func:`cri_registry_config` for the
+    settings taken from them.
     """
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except FileNotFoundError:
-        if required:
-            raise ConfigError(
-                f"containerd config {path}: no such file "
-                "(check --containerd-config or the containerd_config setting)"
-            ) from None
+    return cri_registry_config(load_containerd_config(path, required=required))
+
+
+def cri_registry_config(containerd: ContainerdConfig) -> CriRegistryConfig:
+    """The merged ``registry`` section as pyctl uses it, each setting with its file(s).
+
+    A value of the wrong shape is a :class:`ConfigError` naming the file that set it.
+    """
+    if not containerd.path:
         return CriRegistryConfig()
-    except OSError as exc:
-        raise ConfigError(f"cannot read containerd config {path}: {exc.strerror or exc}") from exc
-    try:
-        doc = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"containerd config {path}: not UTF-8 text: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"containerd config {path}: invalid TOML: {exc}") from exc
+    registry = containerd.registry
 
-    registry, where = _cri_registry_table(doc, path)
-    if registry is None:
-        return CriRegistryConfig(path=path)
-
-    def bad(key: str, what: str) -> ConfigError:
-        return ConfigError(f"containerd config {path}: {where}.{key} {what}")
+    def bad(key: Key, what: str) -> ConfigError:
+        origin = containerd.origin(*key)
+        file = origin.file if origin else containerd.path
+        table = origin.table if origin else "registry"
+        return ConfigError(f"containerd config {file}: {table}.{dotted_key(key)} {what}")
 
     config_path = registry.get("config_path", "")
     if not isinstance(config_path, str):
-        raise bad("config_path", "must be a string")
+        raise bad(("config_path",), "must be a string")
 
     mirrors: dict[str, tuple[str, ...]] = {}
-    raw_mirrors = registry.get("mirrors", {})
-    if not isinstance(raw_mirrors, dict):
-        raise bad("mirrors", "must be a table")
-    for host, mirror in raw_mirrors.items():
-        if not isinstance(mirror, dict):
-            raise bad(f"mirrors.{_toml_key(host)}", "must be a table")
-        endpoints = mirror.get("endpoint", [])
+    for host in _table(registry, ("mirrors",), bad):
+        endpoints = _table(registry, ("mirrors", host), bad).get("endpoint", [])
         if not _is_str_list(endpoints):
-            raise bad(f"mirrors.{_toml_key(host)}.endpoint", "must be a list of strings")
+            raise bad(("mirrors", host, "endpoint"), "must be a list of strings")
         mirrors[host] = tuple(endpoints)
 
     configs: dict[str, CriHostConfig] = {}
-    raw_configs = registry.get("configs", {})
-    if not isinstance(raw_configs, dict):
-        raise bad("configs", "must be a table")
-    for host, conf in raw_configs.items():
-        key = f"configs.{_toml_key(host)}"
-        if not isinstance(conf, dict):
-            raise bad(key, "must be a table")
-        configs[host] = _cri_host_config(conf, _prefixed(bad, key), path)
+    for host in _table(registry, ("configs",), bad):
+        _table(registry, ("configs", host), bad)
+        configs[host] = _cri_host_config(registry, host, bad, containerd)
 
     headers: dict[str, tuple[str, ...]] = {}
-    raw_headers = registry.get("headers", {})
-    if not isinstance(raw_headers, dict):
-        raise bad("headers", "must be a table")
-    for name, values in raw_headers.items():
+    for name, values in _table(registry, ("headers",), bad).items():
         if isinstance(values, str):
             headers[name] = (values,)
         elif _is_str_list(values):
             headers[name] = tuple(values)
         else:
-            raise bad(f"headers.{_toml_key(name)}", "must be a string or a list of strings")
+            raise bad(("headers", name), "must be a string or a list of strings")
 
     return CriRegistryConfig(
-        path=path, config_path=config_path, mirrors=mirrors, configs=configs, headers=headers
+        path=containerd.path,
+        config_path=config_path,
+        mirrors=mirrors,
+        configs=configs,
+        headers=headers,
+        config_path_from=containerd.files_of("config_path"),
+        mirrors_from={host: containerd.files_of("mirrors", host) for host in mirrors},
     )
 
 
-def _prefixed(
-    bad: Callable[[str, str], ConfigError], prefix: str
-) -> Callable[[str, str], ConfigError]:
-    def inner(key: str, what: str) -> ConfigError:
-        return bad(f"{prefix}.{key}", what)
-
-    return inner
-
-
-def _cri_registry_table(doc: dict[str, Any], path: str) -> tuple[dict[str, Any] | None, str]:
-    version = doc.get("version", 1)
-    plugins = doc.get("plugins", {})
-    if not isinstance(plugins, dict):
-        raise ConfigError(f"containerd config {path}: plugins must be a table")
-    if version == 3:
-        order = [_CRI_V3_PLUGIN, _CRI_V2_PLUGIN, _CRI_V1_PLUGIN]
-    elif version == 2:
-        order = [_CRI_V2_PLUGIN, _CRI_V3_PLUGIN, _CRI_V1_PLUGIN]
-    else:
-        order = [_CRI_V1_PLUGIN, _CRI_V2_PLUGIN, _CRI_V3_PLUGIN]
-    for name in order:
-        plugin = plugins.get(name)
-        if not isinstance(plugin, dict) or "registry" not in plugin:
-            continue
-        where = f"plugins.{_toml_key(name)}.registry"
-        registry = plugin["registry"]
-        if not isinstance(registry, dict):
-            raise ConfigError(f"containerd config {path}: {where} must be a table")
-        return registry, where
-    return None, ""
+def _table(
+    registry: Mapping[str, Any], key: Key, bad: Callable[[Key, str], ConfigError]
+) -> dict[str, Any]:
+    """The table at ``key`` below ``registry`` ({} when absent)."""
+    value: Any = registry
+    for name in key:
+        value = value.get(name, {})
+    if not isinstance(value, dict):
+        raise bad(key, "must be a table")
+    return value
 
 
 def _cri_host_config(
-    conf: dict[str, Any], bad: Callable[[str, str], ConfigError], source: str
+    registry: Mapping[str, Any],
+    host: str,
+    bad: Callable[[Key, str], ConfigError],
+    containerd: ContainerdConfig,
 ) -> CriHostConfig:
-    tls = conf.get("tls")
-    auth = conf.get("auth")
-    if tls is not None and not isinstance(tls, dict):
-        raise bad("tls", "must be a table")
-    if auth is not None and not isinstance(auth, dict):
-        raise bad("auth", "must be a table")
+    conf = registry["configs"][host]
     values: dict[str, Any] = {}
-    for table, name, keys in (
-        (tls, "tls", ("ca_file", "cert_file", "key_file")),
-        (auth, "auth", ("username", "password", "auth", "identitytoken")),
+    for table, keys in (
+        ("tls", ("ca_file", "cert_file", "key_file")),
+        ("auth", ("username", "password", "auth", "identitytoken")),
     ):
+        inner = _table(registry, ("configs", host, table), bad)
         for k in keys:
-            v = (table or {}).get(k, "")
+            v = inner.get(k, "")
             if not isinstance(v, str):
-                raise bad(f"{name}.{k}", "must be a string")
+                raise bad(("configs", host, table, k), "must be a string")
             values[k] = v
-    skip = (tls or {}).get("insecure_skip_verify", False)
+    skip = conf.get("tls", {}).get("insecure_skip_verify", False)
     if not isinstance(skip, bool):
-        raise bad("tls.insecure_skip_verify", "must be a boolean")
-    if values["cert_file"] and not values["key_file"]:
-        raise bad("tls", f"has cert_file {values['cert_file']!r} but no key_file")
-    if values["key_file"] and not values["cert_file"]:
-        raise bad("tls", f"has key_file {values['key_file']!r} but no cert_file")
+        raise bad(("configs", host, "tls", "insecure_skip_verify"), "must be a boolean")
+    for have, lack in (("cert_file", "key_file"), ("key_file", "cert_file")):
+        if values[have] and not values[lack]:
+            raise bad(("configs", host, "tls"), f"has {have} {values[have]!r} but no {lack}")
     return CriHostConfig(
         ca_file=values["ca_file"],
         cert_file=values["cert_file"],
@@ -393,9 +337,10 @@ def _cri_host_config(
         password=values["password"],
         auth=values["auth"],
         identity_token=values["identitytoken"],
-        has_tls=tls is not None,
-        has_auth=auth is not None,
-        source=source,
+        has_tls="tls" in conf,
+        has_auth="auth" in conf,
+        tls_from=containerd.files_of("configs", host, "tls"),
+        auth_from=containerd.files_of("configs", host, "auth"),
     )
 
 
@@ -550,7 +495,7 @@ def parse_hosts_toml(text: str, *, base_dir: str, source: str) -> list[RegistryH
 
     for name, conf in hosts_table.items():
         if not isinstance(conf, dict):
-            raise ConfigError(f"{source}: host {name!r} must be a [host.{_toml_key(name)}] table")
+            raise ConfigError(f"{source}: host {name!r} must be a [host.{toml_key(name)}] table")
     entries: list[RegistryHost] = []
     for name in _header_host_order(text, source):
         conf = hosts_table[name]
@@ -707,7 +652,7 @@ def _parse_server_url(
         raise bad(f"URL {server!r} must not have a query or fragment")
     path = urllib.parse.unquote(parts.path)
     if path:
-        path = _go_path_clean(path)
+        path = gopath.clean(path)
         if not path.endswith("/v2") and not override_path:
             path = path.rstrip("/") + "/v2"
     elif not override_path:
@@ -844,12 +789,6 @@ def _is_str_list(value: object) -> TypeGuard[list[str]]:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
-def _toml_key(name: str) -> str:
-    if re.fullmatch(r"[A-Za-z0-9_-]+", name):
-        return name
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 # --------------------------------------------------------------------------------------------
 # Default filling and the scheme / HTTP-fallback rules
 
@@ -941,15 +880,15 @@ def legacy_cri_hosts(ref_host: str, cri: CriRegistryConfig) -> list[RegistryHost
     endpoint that is the upstream itself can do everything.
     """
     ref = canonical_ref_host(ref_host)
-    endpoints = cri.mirrors.get(ref)
-    if endpoints is None:
-        endpoints = cri.mirrors.get("*", ())
+    key = ref if ref in cri.mirrors else "*"
+    endpoints = cri.mirrors.get(key, ())
+    source = sources_text(cri.mirrors_from.get(key, ())) or cri.path
     upstream = {ref, DOCKER_HUB_REGISTRY if ref == DOCKER_HUB else ref}
     entries: list[RegistryHost] = []
     has_upstream = False
 
     def bad(endpoint: str, msg: str) -> ConfigError:
-        return ConfigError(f"{cri.path}: registry mirror endpoint {endpoint!r} for {ref}: {msg}")
+        return ConfigError(f"{source}: registry mirror endpoint {endpoint!r} for {ref}: {msg}")
 
     for endpoint in endpoints:
         url = endpoint
@@ -978,7 +917,7 @@ def legacy_cri_hosts(ref_host: str, cri: CriRegistryConfig) -> list[RegistryHost
                     ALL_CAPABILITIES if is_upstream else frozenset({"pull", "resolve", "referrers"})
                 ),
                 is_mirror=not is_upstream,
-                source=cri.path,
+                source=source,
             )
         )
     if not has_upstream:
@@ -996,8 +935,14 @@ def apply_cri_tls(entry: RegistryHost, cri: CriRegistryConfig) -> RegistryHost:
         ca=(*entry.ca, conf.ca_file) if conf.ca_file else entry.ca,
         client=(*entry.client, (conf.cert_file, conf.key_file)) if conf.cert_file else entry.client,
         skip_verify=conf.insecure_skip_verify,
-        source=cri.path,
+        # a mirror's endpoint list comes from one file; its tls table may come from others
+        source=sources_text([entry.source if entry.source != "default" else "", *conf.tls_from]),
     )
+
+
+def sources_text(files: Sequence[str]) -> str:
+    """Files a setting came from, for ``RegistryHost.source`` and messages: each once."""
+    return ", ".join(dict.fromkeys(f for f in files if f))
 
 
 # --------------------------------------------------------------------------------------------
