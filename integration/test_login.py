@@ -6,6 +6,7 @@ and secrets never showing up in output, ``--debug`` included."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -573,3 +574,65 @@ def test_cred_helpers_override_creds_store(
     ref = basic_registry.ref("team/app", "1")
     assert_pulled(c("pull", ref, namespace=namespace, env=env), containerd, namespace, ref)
     assert any(call["argv"] == ["get"] for call in helper.calls())
+
+
+# --- a certs.d layout nodes have: a [host] entry for the server itself ---------------------------
+
+
+@pytest.mark.parametrize("kind", ["basic", "token"])
+def test_host_entry_for_the_server_is_the_registry(
+    kind: str,
+    request: pytest.FixtureRequest,
+    containerd: Containerd,
+    namespace: str,
+    pyctl: PyctlRunner,
+    tmp_path: Path,
+    tiny: Archive,
+) -> None:
+    """``server = "https://HOST"`` plus ``[host."https://HOST"]`` holding the CA (what
+    ``ctr --hosts-dir`` pulls with): login verifies through that entry with its CA, and pull
+    and push give it the registry's credentials, as the entry *is* the registry's host."""
+    reg: SecureRegistry = request.getfixturevalue(f"{kind}_registry")
+    user = "testuser" if kind == "basic" else "alice"
+    seed(reg, "team/app", tiny, "1", reg.creds(user))
+    host = reg.host
+    entry = tmp_path / "certs.d" / host
+    entry.mkdir(parents=True)
+    ca = entry / "ca.crt"
+    ca.write_bytes((reg.cert_dir / "ca.crt").read_bytes())
+    (entry / "hosts.toml").write_text(
+        f'server = "https://{host}"\n'
+        f'[host."https://{host}"]\n'
+        '  capabilities = ["pull", "resolve", "push"]\n'
+        f'  ca = "{ca}"\n'
+    )
+    c = make_client(pyctl, tmp_path, entry.parent)
+
+    proc = c.login(host, user, "wrong-" + reg.users[user])
+    assert proc.returncode == 1 and "incorrect username or password" in proc.stderr, proc.stderr
+    assert_login_ok(c.login(host, user, reg.users[user]))
+
+    ref, pushed = reg.ref("team/app", "1"), reg.ref("team/app", "2")
+    assert_pulled(c("pull", ref, namespace=namespace), containerd, namespace, ref)
+    assert c("tag", ref, pushed, namespace=namespace).returncode == 0
+    proc = c("push", pushed, namespace=namespace)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1].startswith(f"{pushed}: digest: {tiny.digest}")
+    raw = skopeo(
+        "inspect",
+        "--raw",
+        "--creds",
+        reg.creds(user),
+        "--cert-dir",
+        str(reg.cert_dir),
+        f"docker://{pushed}",
+    ).stdout.encode()
+    assert hashlib.sha256(raw).hexdigest() == tiny.digest.split(":", 1)[1]
+
+    doc = json.loads(c("hosts", host, "--format", "json").stdout)
+    assert [(e["URL"], e["Role"]) for e in doc["Endpoints"]] == [
+        (f"https://{host}/v2", "registry"),
+        (f"https://{host}/v2", "registry"),
+    ]
+    for e in doc["Endpoints"]:
+        assert e["Credentials"].startswith(f"user {user} from "), e

@@ -16,6 +16,7 @@ from pyctl.reference import Reference, parse_docker_ref
 from pyctl.registry.auth import DOCKER_HUB_KEY, Credential, auth_key
 from pyctl.registry.connect import RegistryConfig
 from pyctl.registry.containerd_config import ContainerdConfig
+from pyctl.registry.hosts import registry_endpoint_hosts
 from pyctl.registry.store import RegistryDestination, RegistrySource
 
 
@@ -199,26 +200,38 @@ def login(rc: RegistryConfig, server: str | None, username: str, password: str) 
         raise PyctlError("login: a password is required")
     cred = Credential(username=username, secret=password, source="login")
     endpoints = rc.hosts(host)
-    target = next((h for h in reversed(endpoints) if not h.is_mirror), endpoints[-1])
-    from pyctl.registry.client import Registry
+    # Verify where a pull would use these credentials: the registry's own endpoints (never a
+    # mirror on another host), in pull order, each with its TLS settings. One that cannot be
+    # reached gives way to the next; an answer (yes or no) decides.
+    own = registry_endpoint_hosts(host, endpoints)
+    targets = [h for h in endpoints if h.host in own] or endpoints[-1:]
+    from pyctl.registry.client import Registry, TransportError
 
     registry = Registry(
         host,
         "",
-        [target],
+        targets,
         lambda _h: cred,
         insecure=rc.settings.insecure_registry,
         debug=rc.settings.debug,
     )
+    failures: list[PyctlError] = []
     try:
-        registry.ping(target)
-    except PyctlError as exc:
-        if getattr(exc, "status", 0) == 401:
-            # The registry (or its token server) refused these credentials.
-            raise PyctlError(
-                f"login {host}: unauthorized: incorrect username or password"
-            ) from None
-        raise PyctlError(f"login {host}: {exc}") from None
+        for target in targets:
+            try:
+                registry.ping(target)
+                break
+            except TransportError as exc:  # unreachable, TLS: the next endpoint may do
+                failures.append(exc)
+            except PyctlError as exc:
+                if getattr(exc, "status", 0) == 401:
+                    # The registry (or its token server) refused these credentials.
+                    raise PyctlError(
+                        f"login {host}: unauthorized: incorrect username or password"
+                    ) from None
+                raise PyctlError(f"login {host}: {exc}") from None
+        else:
+            raise PyctlError(f"login {host}: {failures[0]}") from None
     finally:
         registry.close()
     return rc.docker.store(DOCKER_HUB_KEY if host == "docker.io" else host, cred)
@@ -251,18 +264,19 @@ def explain_hosts(rc: RegistryConfig, arg: str) -> dict[str, Any]:
             return f"unavailable: {exc}"
 
     cred_here = lookup(host)
+    own = registry_endpoint_hosts(host, endpoints)
     out: list[dict[str, Any]] = []
     for i, h in enumerate(endpoints, 1):
         request_host = h.host
         cred: Credential | str | None
-        if h.is_mirror:
+        if request_host not in own:  # a mirror: only what is stored for the mirror
             cred = lookup(request_host)
         else:
             cred = cred_here or (lookup(request_host) if request_host != host else None)
         out.append(
             {
                 "Order": i,
-                "Role": "mirror" if h.is_mirror else "registry",
+                "Role": "registry" if request_host in own else "mirror",
                 "URL": f"{h.scheme}://{h.host}{h.path}",
                 "Scheme": h.scheme,
                 "Host": h.host,

@@ -43,7 +43,7 @@ from pyctl.registry.auth import (
     parse_www_authenticate,
     redact_headers,
 )
-from pyctl.registry.hosts import RegistryHost
+from pyctl.registry.hosts import RegistryHost, registry_endpoint_hosts
 from pyctl.registry.transport import (
     HTTP_ERRORS,
     TRANSPORT_ERRORS,
@@ -338,13 +338,12 @@ class Registry:
         return merge_scopes([f"repository:{self.repository}:{actions}"], self.extra_scopes)
 
     def _credential(self, netloc: str) -> Credential | None:
-        """Credentials for requests to ``netloc``. The registry's own endpoints (its server,
-        possibly moved by hosts.toml ``server``) use the image registry's credentials; a
-        mirror only ever gets credentials stored for the mirror itself."""
+        """Credentials for requests to ``netloc``. The registry's own hosts (its host, its
+        hosts.toml ``server``'s, whatever entry names them) use the image registry's
+        credentials; a mirror only ever gets credentials stored for the mirror itself."""
         if netloc not in self._creds:
-            is_mirror = any(h.is_mirror and h.host == netloc for h in self.hosts)
             cred = None
-            if not is_mirror:
+            if netloc in registry_endpoint_hosts(self.ref_host, self.hosts):
                 cred = self.credentials(self.ref_host)
             if cred is None and netloc != self.ref_host:
                 cred = self.credentials(netloc)

@@ -165,6 +165,19 @@ def canonical_ref_host(ref_host: str) -> str:
     return DOCKER_HUB if ref_host == DOCKER_HUB_LEGACY else ref_host
 
 
+def registry_endpoint_hosts(ref_host: str, hosts: Sequence[RegistryHost]) -> frozenset[str]:
+    """The hosts that are the registry itself, not mirrors: the image's registry host and its
+    ``server``'s. An endpoint on one of them is the registry whatever its place in hosts.toml
+    (a ``[host."https://harbor.local:8443"]`` entry for ``server = "https://harbor.local:8443"``
+    is common in certs.d files) and gets the registry's credentials; a mirror elsewhere gets
+    only its own."""
+    ref = canonical_ref_host(ref_host)
+    out = {ref, *(h.host for h in hosts if not h.is_mirror)}
+    if ref == DOCKER_HUB:
+        out.add(DOCKER_HUB_REGISTRY)
+    return frozenset(out)
+
+
 def split_host_port(hostport: str) -> tuple[str, str]:
     """Go ``net.SplitHostPort`` leniently: ``(host, port)``; port "" when there is none.
 
