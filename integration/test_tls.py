@@ -27,7 +27,14 @@ from integration.registry_helpers import (
     ctr_images,
     images_check,
 )
-from integration.testbed import CertAuthority, CertPair, Containerd, Registry, write_cert_dir
+from integration.testbed import (
+    CertAuthority,
+    CertPair,
+    Containerd,
+    Registry,
+    free_port,
+    write_cert_dir,
+)
 
 HERE = "<this machine's non-loopback address>"  # placeholder in CERTS
 
@@ -58,7 +65,13 @@ CERTS = {
         "other",
         (HERE,),
         False,
-        ("x509: unable to get local issuer certificate", "add the registry's CA", "--insecure"),
+        (
+            "x509: unable to get local issuer certificate",
+            # the configuration that applied, and what is wrong with it
+            "certs.d directory ",
+            "/ca.crt does not verify the certificate",
+            "--insecure",
+        ),
     ),
     "expired": (
         "ours",
@@ -218,3 +231,110 @@ def test_mutual_tls_failures_are_named(
         if case in ("mismatch", "missing"):
             assert str(toml) in msg
         assert ref not in ctr_images(containerd, namespace), case
+
+
+# --- errors name the configuration that applied ----------------------------------------------
+
+
+@pytest.fixture
+def private_ca_registry(
+    seeded: Registry, cert_authority: CertAuthority, non_loopback_ip: str
+) -> Iterator[FaultProxy]:
+    """``seeded`` behind TLS from the test CA, on a non-loopback address (so verified)."""
+    cert = cert_authority.issue_server_cert(_name("node"), hosts=(non_loopback_ip,))
+    proxy = _tls_proxy(seeded, cert, non_loopback_ip)
+    yield proxy
+    proxy.stop()
+
+
+def test_tls_errors_name_the_hosts_toml_that_applied(
+    containerd: Containerd,
+    namespace: str,
+    pyctl: PyctlRunner,
+    private_ca_registry: FaultProxy,
+    cert_authority: CertAuthority,
+    tmp_path: Path,
+) -> None:
+    """The three ways a node's certs.d goes wrong give three different messages, each naming
+    the file (or the directory that nearly matched) and the fix; following it works."""
+    proxy = private_ca_registry
+    host, ip = proxy.host, proxy.host.rsplit(":", 1)[0]
+    ref = proxy.ref("team/app", "1")
+    certs = tmp_path / "certs.d"
+    args = ["--hosts-dir", str(certs)]
+
+    def pull() -> str:
+        proc = pyctl(*args, "pull", ref, namespace=namespace)
+        msg = assert_failure(proc, f"pull {ref}: x509: unable to get local issuer certificate")
+        assert ctr_images(containerd, namespace) == {}
+        return msg
+
+    # 1. the hosts.toml is in a directory without the port: it does not apply
+    wrong = certs / ip
+    wrong.mkdir(parents=True)
+    (wrong / "hosts.toml").write_text(f'server = "https://{host}"\n')
+    msg = pull()
+    assert f"no hosts.toml applies to {host} (looked in {certs})" in msg
+    assert f"{wrong} is for {ip}, not {host}" in msg
+    assert f"add the registry's CA in {certs / host}/hosts.toml" in msg
+    wrong.rename(certs / host)
+
+    # 2. now it applies, but sets no ca: named, with the top-level fix
+    toml = certs / host / "hosts.toml"
+    msg = pull()
+    assert f'{toml} applied and sets no ca for https://{host}: add ca = "/path/to/ca.crt"' in msg
+    assert "to its top level" in msg
+
+    # 3. a [host] entry for the server, and ca.crt dropped beside the file (not read then)
+    ca = certs / host / "ca.crt"
+    ca.write_bytes(cert_authority.cert_path.read_bytes())
+    toml.write_text(
+        f'server = "https://{host}"\n'
+        f'[host."https://{host}"]\n  capabilities = ["pull", "resolve"]\n'
+    )
+    msg = pull()
+    assert f'add ca = "{ca}" to its [host."https://{host}"] table' in msg
+    assert "(ca.crt beside a hosts.toml is not read)" in msg
+
+    # following the fix works
+    toml.write_text(toml.read_text() + f'  ca = "{ca}"\n')
+    assert assert_success(pyctl(*args, "pull", ref, namespace=namespace))[-1] == ref
+
+    # login meets the same words
+    toml.write_text(f'server = "https://{host}"\n')
+    proc = pyctl(*args, "login", host, "-u", "u", "--password-stdin", input="p\n")
+    assert_failure(proc, f"login {host}: x509:", f"{toml} applied and sets no ca")
+
+
+def test_connection_and_auth_errors_name_their_configuration(
+    containerd: Containerd,
+    namespace: str,
+    pyctl: PyctlRunner,
+    basic_registry: SecureRegistry,
+    tmp_path: Path,
+) -> None:
+    certs = tmp_path / "certs.d"
+    host = basic_registry.host
+    d = certs / host
+    d.mkdir(parents=True)
+    toml = d / "hosts.toml"
+    toml.write_text(f'server = "https://{host}"\nca = "{basic_registry.cert_dir / "ca.crt"}"\n')
+    docker = tmp_path / "docker"
+    docker.mkdir()
+    env = {"DOCKER_CONFIG": str(docker)}
+    ref = basic_registry.ref("team/app", "1")
+    args = ["--hosts-dir", str(certs)]
+    # no credentials: which endpoint, from which file
+    proc = pyctl(*args, "pull", ref, namespace=namespace, env=env)
+    assert_failure(
+        proc,
+        f"no credentials for {host}: run pyctl login {host}",
+        f"endpoint https://{host} from hosts.toml {toml}",
+    )
+    # a server that refuses connections: named with its file
+    dead = f"127.0.0.1:{free_port()}"
+    toml.write_text(f'server = "https://{dead}"\n')
+    proc = pyctl(*args, "pull", ref, namespace=namespace, env=env)
+    assert_failure(
+        proc, f"connection refused by {dead}", f"endpoint https://{dead} from hosts.toml {toml}"
+    )

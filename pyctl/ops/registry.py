@@ -214,6 +214,7 @@ def login(rc: RegistryConfig, server: str | None, username: str, password: str) 
         lambda _h: cred,
         insecure=rc.settings.insecure_registry,
         debug=rc.settings.debug,
+        hosts_dirs=rc.dirs,
     )
     failures: list[PyctlError] = []
     try:

@@ -44,6 +44,7 @@ from pyctl.registry.auth import (
     redact_headers,
 )
 from pyctl.registry.hosts import RegistryHost, registry_endpoint_hosts
+from pyctl.registry.provenance import HostsLookup, endpoint_from, tls_fix
 from pyctl.registry.transport import (
     HTTP_ERRORS,
     TRANSPORT_ERRORS,
@@ -153,10 +154,27 @@ def decode_error(resp: Response) -> RegistryError:
 
 
 def describe_transport_error(
-    exc: BaseException, url: str, client_certs: Sequence[tuple[str, str]] = ()
+    exc: BaseException,
+    url: str,
+    client_certs: Sequence[tuple[str, str]] = (),
+    *,
+    tls_fix: str | None = None,
+    where: str | None = None,
 ) -> str:
     """A one-line reason for a connection-level failure; ``client_certs`` are the client
-    certificates offered to that host (a TLS alert then means the registry refused them)."""
+    certificates offered to that host (a TLS alert then means the registry refused them).
+    ``tls_fix`` is what to do when the server's certificate does not verify (it names the
+    configuration that applied); ``where`` (the endpoint and its configuration) is added to
+    the other failures."""
+    text = _describe_transport_error(exc, url, client_certs, tls_fix)
+    if where and not (tls_fix and tls_fix in text):  # the fix names the configuration
+        text += f" ({where})"
+    return text
+
+
+def _describe_transport_error(
+    exc: BaseException, url: str, client_certs: Sequence[tuple[str, str]], tls_fix: str | None
+) -> str:
     text = str(exc)
     low = text.lower()
     host = urlsplit(url).netloc
@@ -175,7 +193,7 @@ def describe_transport_error(
                 if marker in low:
                     detail = marker
                     break
-            hint = (
+            hint = tls_fix or (
                 "add the registry's CA to its hosts.toml (ca = ...) or certs.d directory, "
                 "or use --insecure-registry"
             )
@@ -287,8 +305,11 @@ class Registry:
         insecure: bool = False,
         debug: bool = False,
         pool: int = 8,
+        hosts_dirs: Sequence[str] | None = None,
     ) -> None:
         self.ref_host = ref_host
+        self.hosts_dirs = hosts_dirs  # where ``hosts`` came from (named in errors)
+        self._hosts_lookup: HostsLookup | None = None
         self.repository = repository
         self.hosts = list(hosts)
         self.credentials = credentials
@@ -525,7 +546,14 @@ class Registry:
                     self._log(f"retrying {method} {url} in {delay:.2f}s after: {exc}")
                     time.sleep(delay)
                     continue
-                reason = describe_transport_error(exc, url, host.client)
+                lookup = self._lookup()
+                reason = describe_transport_error(
+                    exc,
+                    url,
+                    host.client,
+                    tls_fix=tls_fix(host, lookup),
+                    where=endpoint_from(host, lookup),
+                )
                 if attempts > 1:
                     reason += f" (gave up after {attempts} attempts)"
                 raise TransportError(reason) from None
@@ -557,13 +585,29 @@ class Registry:
             return resp
 
     def _unauthorized_hint(self, resp: Response, netloc: str, sent_auth: bool) -> str:
-        """What to tell the operator about a final 401."""
-        if self._credential(netloc) is None:
-            return f"no credentials for {self.ref_host}: run pyctl login {self.ref_host}"
+        """What to tell the operator about a final 401 (and which configuration gave the
+        endpoint)."""
         challenges = parse_www_authenticate(_header_values(resp, "WWW-Authenticate"))
-        if any(c.error == "insufficient_scope" for c in challenges):
+        if self._credential(netloc) is not None and any(
+            c.error == "insufficient_scope" for c in challenges
+        ):
             return "denied"
-        return f"the credentials for {self.ref_host} were refused: run pyctl login {self.ref_host}"
+        entry = next((h for h in self.hosts if h.host == netloc), None)
+        where = f"; {endpoint_from(entry, self._lookup())}" if entry is not None else ""
+        if self._credential(netloc) is None:
+            return f"no credentials for {self.ref_host}: run pyctl login {self.ref_host}{where}"
+        return (
+            f"the credentials for {self.ref_host} were refused: run pyctl login "
+            f"{self.ref_host}{where}"
+        )
+
+    def _lookup(self) -> HostsLookup | None:
+        """Where the hosts configuration was looked for (for messages), once, when needed."""
+        if self.hosts_dirs is None:
+            return None
+        if self._hosts_lookup is None:
+            self._hosts_lookup = HostsLookup.of(self.ref_host, self.hosts_dirs)
+        return self._hosts_lookup
 
     def _may_retry(self, host: RegistryHost, exc: BaseException) -> bool:
         """Transport errors are retried only on the last endpoint (or the push endpoint):

@@ -75,4 +75,5 @@ class RegistryConfig:
             insecure=self.settings.insecure_registry,
             debug=self.settings.debug,
             pool=pool,
+            hosts_dirs=self.dirs,
         )

@@ -1,0 +1,160 @@
+"""Which registry configuration applied to an endpoint, in words an operator can act on.
+
+A TLS, connection or auth failure names the hosts.toml (or certs.d directory, or CRI config)
+that gave the endpoint its settings, or says that none applied, where pyctl looked, and
+which directory nearly matched (``harbor.local/`` for ``harbor.local:8443``). A failed
+certificate check gets the fix that fits the configuration that applied.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyctl.registry.hosts import (
+    DEFAULT_DIR,
+    HOSTS_FILE,
+    RegistryHost,
+    canonical_ref_host,
+    host_dir_candidates,
+    lookup_host_dir,
+    split_host_port,
+)
+
+
+@dataclass(frozen=True)
+class HostsLookup:
+    """Where pyctl looked for ``ref_host``'s configuration and what it found."""
+
+    ref_host: str
+    dirs: tuple[str, ...]
+    applied: str | None  # the host directory that matched
+    near_misses: tuple[tuple[str, str], ...]  # (directory, the host it is for)
+
+    @classmethod
+    def of(cls, ref_host: str, dirs: Sequence[str]) -> HostsLookup:
+        host = canonical_ref_host(ref_host)
+        try:
+            applied = lookup_host_dir(host, dirs)
+        except Exception:  # an unreadable directory: the lookup itself reported it
+            applied = None
+        return cls(host, tuple(dirs), applied, () if applied else _near_misses(host, dirs))
+
+
+def _dir_host(name: str) -> str:
+    """The registry host a directory name stands for (``HOST_PORT_`` is ``HOST:PORT``)."""
+    if name.endswith("_") and name.count("_") >= 2:
+        head, _, port = name[:-1].rpartition("_")
+        if port.isdigit():
+            return f"{head}:{port}"
+    return name
+
+
+def _near_misses(host: str, dirs: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """Host directories for the same host name with another port (or none): the classic
+    ``harbor.local/`` for ``harbor.local:8443`` and ``harbor.local:443/`` for
+    ``harbor.local``."""
+    name, _ = split_host_port(host)
+    out: list[tuple[str, str]] = []
+    for root in dirs:
+        try:
+            entries = sorted(os.listdir(root))
+        except OSError:
+            continue
+        for entry in entries:
+            meant = _dir_host(entry)
+            if meant != host and entry != DEFAULT_DIR and split_host_port(meant)[0] == name:
+                out.append((os.path.join(root, entry), meant))
+    return tuple(out)
+
+
+def _kind(entry: RegistryHost) -> str:
+    src = entry.source
+    if src.endswith(os.sep + HOSTS_FILE):
+        return "hosts.toml"
+    if src and src != "default" and os.path.isdir(src):
+        return "certs.d"
+    if src and src != "default":
+        return "cri"
+    return "none"
+
+
+def _looked(lookup: HostsLookup) -> str:
+    where = ", ".join(lookup.dirs) or "no hosts directory"
+    text = f"no hosts.toml applies to {lookup.ref_host} (looked in {where})"
+    for path, meant in lookup.near_misses:
+        text += f"; {path} is for {meant}, not {lookup.ref_host}"
+    return text
+
+
+def applied_config(entry: RegistryHost, lookup: HostsLookup | None) -> str:
+    """``hosts.toml FILE`` / ``certs.d directory DIR`` / ``CRI config FILE`` / what was
+    looked for when nothing applied."""
+    kind = _kind(entry)
+    if kind == "hosts.toml":
+        return f"hosts.toml {entry.source}"
+    if kind == "certs.d":
+        return f"certs.d directory {entry.source}"
+    if kind == "cri":
+        return f"CRI registry config {entry.source}"
+    return _looked(lookup) if lookup is not None else "no hosts.toml applies"
+
+
+def _crt_files(directory: str) -> list[str]:
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return sorted(os.path.join(directory, n) for n in names if n.endswith(".crt"))
+
+
+def tls_fix(entry: RegistryHost, lookup: HostsLookup | None) -> str:
+    """What to do when the certificate ``entry``'s host presents does not verify."""
+    kind = _kind(entry)
+    url = f"{entry.scheme}://{entry.host}"
+    if kind == "hosts.toml":
+        if entry.ca:
+            return (
+                f"{entry.source} applied: its ca {', '.join(entry.ca)} does not verify the "
+                f"certificate {entry.host} presents (is it the CA that signed it?), or use "
+                "--insecure-registry"
+            )
+        beside = _crt_files(os.path.dirname(entry.source))
+        fix = f'ca = "{beside[0]}"' if beside else 'ca = "/path/to/ca.crt"'
+        # is_mirror: written as a [host."…"] table (the root entry is the file's top level)
+        table = f'its [host."{url}"] table' if entry.is_mirror else "its top level"
+        text = f"{entry.source} applied and sets no ca for {url}: add {fix} to {table}"
+        if beside:
+            names = ", ".join(os.path.basename(b) for b in beside)
+            text += f" ({names} beside a hosts.toml is not read)"
+        return text + ", or use --insecure-registry"
+    if kind == "certs.d":
+        if entry.ca:
+            return (
+                f"certs.d directory {entry.source} applied: its {', '.join(entry.ca)} does not "
+                f"verify the certificate {entry.host} presents, or use --insecure-registry"
+            )
+        return (
+            f"certs.d directory {entry.source} applied and holds no *.crt: put the registry's "
+            "CA there as ca.crt, or use --insecure-registry"
+        )
+    if kind == "cri":
+        return (
+            f"CRI registry config {entry.source} applied: set the registry's CA "
+            f'(configs."{entry.host}".tls.ca_file), or use --insecure-registry'
+        )
+    if lookup is None:
+        return "add the registry's CA to its hosts.toml (ca = ...), or use --insecure-registry"
+    first = lookup.dirs[0] if lookup.dirs else "/etc/containerd/certs.d"
+    target = host_dir_candidates(first, lookup.ref_host)[-2]  # DIR/HOST[:PORT]
+    where = _looked(lookup)
+    return (
+        f"{where}: add the registry's CA in {target}/hosts.toml (ca = ...) or as "
+        f"{target}/ca.crt, or use --insecure-registry"
+    )
+
+
+def endpoint_from(entry: RegistryHost, lookup: HostsLookup | None) -> str:
+    """A suffix for connection and auth failures: the configuration that gave ``entry``."""
+    return f"endpoint {entry.scheme}://{entry.host} from {applied_config(entry, lookup)}"
