@@ -78,6 +78,11 @@ __all__ = [
 _DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 
 
+def short_id(digest_or_id: str) -> str:
+    """The 12 hex digits docker and nerdctl show for an ID or ``sha256:`` digest."""
+    return digest_or_id.split(":", 1)[-1][:12]
+
+
 def human_size(n: float, precision: int = 4) -> str:
     """go-units ``HumanSizeWithPrecision(n, precision)``; the default is ``HumanSize``."""
     size = float(n)
@@ -528,3 +533,14 @@ def go_time(dt: datetime) -> str:
     ``2024-05-01 10:00:00 +0200 CEST``."""
     local = dt.astimezone()
     return local.strftime("%Y-%m-%d %H:%M:%S %z ") + (local.tzname() or "")
+
+
+def container_status(state: str, exit_code: int | None, exited_at: datetime | None) -> str:
+    """The STATUS column as nerdctl shows it: ``Up``, ``Created``, ``Exited (CODE) … ago``,
+    ``Paused``."""
+    if state == "running":
+        return "Up"
+    if state == "exited":
+        ago = time_since(exited_at) if exited_at else ""
+        return f"Exited ({exit_code}) {ago}".strip()
+    return state.title()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,6 +11,9 @@ from pyctl.cli.complete import complete_containers
 from pyctl.cli.inspect import container_inspect
 from pyctl.cli.main import App, PyctlGroup, command, confirm_prune
 from pyctl.errors import PyctlError
+
+if TYPE_CHECKING:
+    from pyctl.results import ContainerInfo
 
 
 def _ps_options(f: Any) -> Any:
@@ -61,6 +64,48 @@ def _ps_options(f: Any) -> Any:
     return f
 
 
+PS_COLUMNS = [
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("RunningFor", "CREATED"),
+    ("Status", "STATUS"),
+    ("Ports", "PORTS"),
+    ("Names", "NAMES"),
+]
+PS_HEADERS = {**dict(PS_COLUMNS), "CreatedAt": "CREATED AT", "Labels": "LABELS", "Size": "SIZE"}
+
+
+def ps_rows(containers: list[ContainerInfo], no_trunc: bool) -> list[dict[str, str]]:
+    import json
+
+    from pyctl.render import container_status, go_time, human_size, time_since
+
+    rows = []
+    for c in containers:
+        cmd = c.command if no_trunc or len(c.command) <= 20 else c.command[:19] + "…"
+        size = "" if c.size is None else human_size(c.size)
+        if c.virtual_size is not None:
+            size += f" (virtual {human_size(c.virtual_size)})"
+        rows.append(
+            {
+                "ID": c.id if no_trunc else c.id[:12],
+                "Image": c.image,
+                "Command": json.dumps(cmd, ensure_ascii=False),
+                "CreatedAt": go_time(c.created) if c.created else "",
+                "RunningFor": time_since(c.created) if c.created else "",
+                "Status": container_status(c.state, c.exit_code, c.exited_at),
+                "Ports": ", ".join(c.ports),
+                "Names": c.name,
+                "Labels": ",".join(f"{k}={v}" for k, v in sorted(c.labels.items())),
+                "State": c.state,
+                "Runtime": c.runtime,
+                "Size": size,
+            }
+        )
+    return rows
+
+
 def _ps(
     app: App,
     show_all: bool,
@@ -72,7 +117,7 @@ def _ps(
     size: bool,
     filters: tuple[str, ...],
 ) -> None:
-    from pyctl.ops.containers import PS_COLUMNS, PS_HEADERS, list_ps
+    from pyctl.ops.containers import list_ps
     from pyctl.render import Formatter
 
     columns = list(PS_COLUMNS)
@@ -87,20 +132,19 @@ def _ps(
     )
     if formatter is not None and formatter.uses("Size"):
         size = True
-    rows = list_ps(
+    containers = list_ps(
         app.client(),
         show_all=show_all,
         last=last,
         latest=latest,
         filters=filters,
-        no_trunc=no_trunc,
         size=size,
     )
     if quiet:
-        sys.stdout.write("".join(r["ID"] + "\n" for r in rows))
+        sys.stdout.write("".join((c.id if no_trunc else c.id[:12]) + "\n" for c in containers))
         return
     assert formatter is not None
-    sys.stdout.write(formatter.render(rows))
+    sys.stdout.write(formatter.render(ps_rows(containers, no_trunc)))
 
 
 @command("ps")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pyctl.cli.complete import complete_images
 from pyctl.cli.main import App, PyctlGroup, command, confirm_prune
 from pyctl.errors import PyctlError
+
+if TYPE_CHECKING:
+    from pyctl.results import Image, ImagePlatform
 
 
 def _emit(text: str) -> None:
@@ -58,6 +61,54 @@ def _list_options(f: Any) -> Any:
     return f
 
 
+IMAGE_COLUMNS = [
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("ID", "IMAGE ID"),
+    ("CreatedSince", "CREATED"),
+    ("Platform", "PLATFORM"),
+    ("Size", "SIZE"),
+    ("BlobSize", "BLOB SIZE"),
+]
+IMAGE_HEADERS = {
+    **dict(IMAGE_COLUMNS),
+    "Digest": "DIGEST",
+    "CreatedAt": "CREATED AT",
+    "Name": "NAME",
+    "ConfigDigest": "CONFIG DIGEST",
+}
+
+
+def image_rows(images: list[Image], no_trunc: bool) -> list[dict[str, str]]:
+    """`images` rows: one per image and locally present platform (one without a platform
+    when none is present)."""
+    from pyctl.ops.images import repo_tag
+    from pyctl.render import go_time, human_size, short_id, time_since
+
+    rows: list[dict[str, str]] = []
+    for img in images:
+        repo, tag = repo_tag(img.name)
+        plats: list[ImagePlatform | None] = list(img.platforms) or [None]
+        for p in plats:
+            created = p.created if p else img.created
+            rows.append(
+                {
+                    "Repository": repo,
+                    "Tag": tag,
+                    "ID": img.digest if no_trunc else short_id(img.digest),
+                    "Digest": img.digest,
+                    "CreatedAt": go_time(created) if created else "",
+                    "CreatedSince": time_since(created) if created else "",
+                    "Name": img.name,
+                    "Platform": p.platform if p else "",
+                    "ConfigDigest": p.config_digest if p else "",
+                    "Size": human_size(p.size if p else 0),
+                    "BlobSize": human_size(p.blob_size if p else img.target_size),
+                }
+            )
+    return rows
+
+
 def _images(
     app: App,
     repository: str | None,
@@ -68,20 +119,20 @@ def _images(
     fmt: str | None,
     filters: tuple[str, ...],
 ) -> None:
-    from pyctl.ops.images import IMAGE_COLUMNS, IMAGE_HEADERS, list_images
+    from pyctl.ops.images import list_images
 
     columns = list(IMAGE_COLUMNS)
     if digests:
         columns.insert(2, ("Digest", "DIGEST"))
     formatter = _formatter(fmt, columns, IMAGE_HEADERS)
-    rows = list_images(
+    images = list_images(
         app.client(),
         app.settings.snapshotter,
         repository=repository,
         show_all=show_all,
         filters=filters,
-        no_trunc=no_trunc,
     )
+    rows = image_rows(images, no_trunc)
     if quiet:
         _emit("".join(f"{i}\n" for i in dict.fromkeys(r["ID"] for r in rows)))
         return

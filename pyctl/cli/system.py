@@ -10,6 +10,13 @@ import click
 from pyctl.cli.main import App, PyctlGroup, command
 from pyctl.errors import PyctlError
 
+NAMESPACE_COLUMNS = [
+    ("Name", "NAME"),
+    ("Containers", "CONTAINERS"),
+    ("Images", "IMAGES"),
+    ("Labels", "LABELS"),
+]
+
 
 @command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="only display namespace names")
@@ -18,15 +25,24 @@ from pyctl.errors import PyctlError
 @click.pass_obj
 def namespace_ls(app: App, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
     """List containerd namespaces."""
-    from pyctl.ops.system import NAMESPACE_COLUMNS, list_namespaces
+    from pyctl.ops.system import list_namespaces
     from pyctl.render import Formatter
 
     formatter = Formatter(fmt, NAMESPACE_COLUMNS)
-    rows = list_namespaces(app.client())
+    namespaces = list_namespaces(app.client())
     if quiet:
-        sys.stdout.write("".join(r["Name"] + "\n" for r in rows))
-    else:
-        sys.stdout.write(formatter.render(rows))
+        sys.stdout.write("".join(n.name + "\n" for n in namespaces))
+        return
+    rows = [
+        {
+            "Name": n.name,
+            "Containers": str(n.containers),
+            "Images": str(n.images),
+            "Labels": ",".join(f"{k}={v}" for k, v in sorted(n.labels.items())),
+        }
+        for n in namespaces
+    ]
+    sys.stdout.write(formatter.render(rows))
 
 
 @click.group("namespace", cls=PyctlGroup)

@@ -23,19 +23,14 @@ from pyctl.containerd.store import SOURCE_LABEL_PREFIX, ContainerdStore
 from pyctl.copy import NoProgress, Plan, PlatformFilter, Progress, copy, default_filter, plan
 from pyctl.errors import PyctlError
 from pyctl.oci import Descriptor, Index, Platform, host_platform, is_index, is_manifest
+from pyctl.results import Imported
 
 # import -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Imported:
-    name: str
-    digest: str
-    unpacked: bool
-
-
 class ImportSource:
-    """What import reads: a file (seekable unless it is a pipe or compressed), or stdin."""
+    """What import reads: a file (seekable unless it is a pipe or compressed), or a stream
+    (``stdin``: sys.stdin for ``-``, or any binary file object), read once."""
 
     def __init__(self, path: str, stdin: IO[bytes] | None = None) -> None:
         self.path = path
@@ -46,7 +41,7 @@ class ImportSource:
     def open(self) -> Iterator[tuple[IO[bytes], bytes, int | None]]:
         """(raw stream, its first bytes, size if it is a seekable file). The first bytes
         are consumed from a stream and not from a seekable file."""
-        if self.path == "-":
+        if self.path == "-" or self._stdin is not None:
             raw = self._stdin or sys.stdin.buffer
             yield raw, raw.read(8), None
             return

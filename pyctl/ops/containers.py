@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,18 +15,8 @@ from pyctl.containerd.client import Client
 from pyctl.containerd.containers import Container, Task
 from pyctl.errors import InUseError, InvalidArgumentError, NotFoundError, PyctlError
 from pyctl.ops.catalog import Catalog, find_records
-from pyctl.render import go_time, human_size, time_since
-
-PS_COLUMNS = [
-    ("ID", "CONTAINER ID"),
-    ("Image", "IMAGE"),
-    ("Command", "COMMAND"),
-    ("RunningFor", "CREATED"),
-    ("Status", "STATUS"),
-    ("Ports", "PORTS"),
-    ("Names", "NAMES"),
-]
-PS_HEADERS = {**dict(PS_COLUMNS), "CreatedAt": "CREATED AT", "Labels": "LABELS", "Size": "SIZE"}
+from pyctl.render import container_status
+from pyctl.results import ContainerInfo
 
 _PS_FILTERS = ("status", "name", "id", "label", "ancestor")
 _STATUSES = ("created", "running", "paused", "pausing", "exited", "stopped", "unknown")
@@ -43,26 +34,41 @@ def container_name(c: Container) -> str:
     return c.id
 
 
-def container_status(task: Task | None, now: datetime) -> tuple[str, str]:
-    """(STATUS text, state word) as nerdctl shows them."""
+def container_state(task: Task | None) -> str:
+    """The state word nerdctl uses: created (no task), running, exited, paused, …"""
     if task is None:
-        return "Created", "created"
-    if task.status == "running":
-        return "Up", "running"
-    if task.status == "stopped":
-        ago = time_since(task.exited_at, now) if task.exited_at else ""
-        return f"Exited ({task.exit_status}) {ago}".strip(), "exited"
-    return task.status.title(), task.status
+        return "created"
+    return "exited" if task.status == "stopped" else task.status
 
 
-def _ports(c: Container) -> str:
+def container_info(c: Container, task: Task | None) -> ContainerInfo:
+    state = container_state(task)
+    return ContainerInfo(
+        id=c.id,
+        name=container_name(c),
+        image=c.image,
+        command=c.command,
+        created=c.created_at,
+        state=state,
+        exit_code=task.exit_status if task is not None and state == "exited" else None,
+        exited_at=task.exited_at if task is not None and state == "exited" else None,
+        pid=task.pid if task is not None else 0,
+        labels=dict(c.labels),
+        runtime=c.runtime,
+        snapshotter=c.snapshotter,
+        ports=_ports(c),
+    )
+
+
+def _ports(c: Container) -> tuple[str, ...]:
+    """``HOSTIP:PORT->PORT/PROTO`` for each port nerdctl published (its ``nerdctl/ports``)."""
     raw = c.labels.get("nerdctl/ports")
     if not raw:
-        return ""
+        return ()
     try:
         entries = json.loads(raw)
     except ValueError:
-        return ""
+        return ()
     out = []
     for e in entries if isinstance(entries, list) else []:
         if isinstance(e, dict):
@@ -71,13 +77,7 @@ def _ports(c: Container) -> str:
                 f"{host_ip}:{e.get('HostPort')}->{e.get('ContainerPort')}/"
                 f"{str(e.get('Protocol') or 'tcp').lower()}"
             )
-    return ", ".join(out)
-
-
-def _quote_command(cmd: str, no_trunc: bool) -> str:
-    if not no_trunc and len(cmd) > 20:
-        cmd = cmd[:19] + "…"
-    return json.dumps(cmd, ensure_ascii=False)
+    return tuple(out)
 
 
 def parse_ps_filters(specs: Sequence[str]) -> list[tuple[str, str]]:
@@ -103,13 +103,13 @@ def list_ps(
     last: int | None = None,
     latest: bool = False,
     filters: Sequence[str] = (),
-    no_trunc: bool = False,
     size: bool = False,
-) -> list[dict[str, Any]]:
+) -> list[ContainerInfo]:
+    """The containers `ps` shows, newest first: running ones unless ``show_all``, a status
+    filter, ``last`` or ``latest``; with ``size`` their snapshots' sizes."""
     parsed = parse_ps_filters(filters)
     ctrs = cstore.list_containers(client)
     tasks = cstore.list_tasks(client)
-    now = datetime.now(tz=UTC)
     ancestors: set[str] | None = None
     if any(k == "ancestor" for k, _ in parsed):
         ancestors = _ancestor_names(client, [v for k, v in parsed if k == "ancestor"])
@@ -121,39 +121,17 @@ def list_ps(
         ctrs = ctrs[:last]
         show_all = True
 
-    rows: list[tuple[Container, dict[str, Any]]] = []
+    out: list[ContainerInfo] = []
     for c in ctrs:
-        status, state = container_status(tasks.get(c.id), now)
-        if (
-            not show_all
-            and not status.startswith("Up")
-            and not any(k == "status" for k, _ in parsed)
-        ):
+        info = container_info(c, tasks.get(c.id))
+        if not show_all and info.state != "running" and not any(k == "status" for k, _ in parsed):
             continue
-        name = container_name(c)
-        if not _keep(c, name, state, parsed, ancestors):
+        if not _keep(c, info.name, info.state, parsed, ancestors):
             continue
-        rows.append(
-            (
-                c,
-                {
-                    "ID": c.id if no_trunc else c.id[:12],
-                    "Image": c.image,
-                    "Command": _quote_command(c.command, no_trunc),
-                    "CreatedAt": go_time(c.created_at) if c.created_at else "",
-                    "RunningFor": time_since(c.created_at, now) if c.created_at else "",
-                    "Status": status,
-                    "Ports": _ports(c),
-                    "Names": name,
-                    "Labels": ",".join(f"{k}={v}" for k, v in sorted(c.labels.items())),
-                    "State": state,
-                    "Runtime": c.runtime,
-                },
-            )
-        )
-    if size:
-        _fill_sizes(client, rows)
-    return [row for _, row in rows]
+        if size:
+            info = _with_sizes(client, c, info)
+        out.append(info)
+    return out
 
 
 def _keep(
@@ -193,20 +171,17 @@ def _ancestor_names(client: Client, queries: Sequence[str]) -> set[str]:
     return names
 
 
-def _fill_sizes(client: Client, rows: Sequence[tuple[Container, dict[str, Any]]]) -> None:
-    for c, row in rows:
-        if not c.snapshot_key or not c.snapshotter:
-            row["Size"] = "0B"
-            continue
-        chain: list[str] = [c.snapshot_key]
-        info = snapshots.stat(client, c.snapshotter, c.snapshot_key)
-        while info is not None and info.parent:
-            chain.append(info.parent)
-            info = snapshots.stat(client, c.snapshotter, info.parent)
-        usage = snapshots.usage_sizes(client, c.snapshotter, chain)
-        rw = usage.get(c.snapshot_key, 0)
-        virtual = sum(usage.values())
-        row["Size"] = f"{human_size(rw)} (virtual {human_size(virtual)})"
+def _with_sizes(client: Client, c: Container, info: ContainerInfo) -> ContainerInfo:
+    """``info`` with the writable layer's size and the whole chain's (``ps -s``)."""
+    if not c.snapshot_key or not c.snapshotter:
+        return replace(info, size=0)  # no snapshot of its own
+    chain: list[str] = [c.snapshot_key]
+    stat = snapshots.stat(client, c.snapshotter, c.snapshot_key)
+    while stat is not None and stat.parent:
+        chain.append(stat.parent)
+        stat = snapshots.stat(client, c.snapshotter, stat.parent)
+    usage = snapshots.usage_sizes(client, c.snapshotter, chain)
+    return replace(info, size=usage.get(c.snapshot_key, 0), virtual_size=sum(usage.values()))
 
 
 def find_containers(ctrs: Sequence[Container], query: str) -> list[Container]:
@@ -230,7 +205,9 @@ def inspect_containers(client: Client, queries: Sequence[str]) -> tuple[list[Any
             continue
         c = matches[0]
         t = tasks.get(c.id)
-        status, state = container_status(t, datetime.now(tz=UTC))
+        info = container_info(c, t)
+        state = info.state
+        status = container_status(state, info.exit_code, info.exited_at)
         process = c.spec.get("process") or {}
         args = list(process.get("args") or []) if isinstance(process, dict) else []
         out.append(

@@ -20,7 +20,6 @@ from pyctl.errors import (
 from pyctl.ops.catalog import (
     CRI_NAMESPACE,
     Catalog,
-    PlatformImage,
     ResolvedImage,
     created_of,
     find_records,
@@ -32,28 +31,11 @@ from pyctl.ops.catalog import (
     whole_image,
 )
 from pyctl.reference import parse_docker_ref, parse_normalized_named, parse_repo_tag
-from pyctl.render import go_time, human_size, time_since
+from pyctl.render import go_time
+from pyctl.results import Image, ImagePlatform
 
 CRI_MANAGED_LABEL = "io.cri-containerd.image"
 CRI_PINNED_LABEL = "io.cri-containerd.pinned"
-
-IMAGE_COLUMNS = [
-    ("Repository", "REPOSITORY"),
-    ("Tag", "TAG"),
-    ("ID", "IMAGE ID"),
-    ("CreatedSince", "CREATED"),
-    ("Platform", "PLATFORM"),
-    ("Size", "SIZE"),
-    ("BlobSize", "BLOB SIZE"),
-]
-IMAGE_HEADERS = {
-    **dict(IMAGE_COLUMNS),
-    "Digest": "DIGEST",
-    "CreatedAt": "CREATED AT",
-    "Name": "NAME",
-    "ConfigDigest": "CONFIG DIGEST",
-}
-
 
 def repo_tag(name: str) -> tuple[str, str]:
     """REPOSITORY and TAG of a record name as docker/nerdctl show them (``<none>`` if absent)."""
@@ -166,9 +148,9 @@ def list_images(
     repository: str | None = None,
     show_all: bool = False,
     filters: Sequence[str] = (),
-    no_trunc: bool = False,
-) -> list[dict[str, Any]]:
-    """Rows for `pyctl images`: one per record and locally present platform, newest first."""
+) -> list[Image]:
+    """The images of `pyctl images`, newest built first (CRI extra records folded in k8s.io
+    unless ``show_all``), each with its locally present platforms."""
     parsed_filters = parse_filters(filters)
     catalog = Catalog(client, snapshotter)
     records = catalog.records()
@@ -180,29 +162,33 @@ def list_images(
     resolved = [r for r in resolved if keep(r)]
     usage = catalog.fill_sizes(resolved)
     resolved.sort(key=lambda r: (_created(r), r.record.name), reverse=True)
-    rows: list[dict[str, Any]] = []
+    out: list[Image] = []
     for r in resolved:
-        repo, tag = repo_tag(r.record.name)
-        digest = r.record.target.digest
-        plats: list[PlatformImage | None] = list(r.platforms) or [None]
-        for p in plats:
-            created = created_of(p, r.record)  # when this platform was built
-            rows.append(
-                {
-                    "Repository": repo,
-                    "Tag": tag,
-                    "ID": digest if no_trunc else digest.split(":", 1)[-1][:12],
-                    "Digest": digest,
-                    "CreatedAt": go_time(created) if created else "",
-                    "CreatedSince": time_since(created) if created else "",
-                    "Name": r.record.name,
-                    "Platform": str(p.platform) if p else "",
-                    "ConfigDigest": p.manifest.config.digest if p else "",
-                    "Size": human_size(sum(usage.get(c, 0) for c in p.chain) if p else 0),
-                    "BlobSize": human_size(p.blob_size if p else r.record.target.size),
-                }
+        default = r.default()
+        out.append(
+            Image(
+                name=r.record.name,
+                digest=r.record.target.digest,
+                media_type=r.record.target.media_type,
+                target_size=r.record.target.size,
+                created=r.created,
+                labels=dict(r.record.labels),
+                platforms=tuple(
+                    ImagePlatform(
+                        platform=str(p.platform),
+                        manifest_digest=p.manifest_desc.digest,
+                        config_digest=p.manifest.config.digest,
+                        created=created_of(p, r.record),  # when this platform was built
+                        size=sum(usage.get(c, 0) for c in p.chain),
+                        blob_size=p.blob_size,
+                    )
+                    for p in r.platforms
+                ),
+                config_digest=default.manifest.config.digest if default else "",
+                size=r.size,
             )
-    return rows
+        )
+    return out
 
 
 def _repository_matches(arg: str, name: str) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pyctl.containerd import images
@@ -18,6 +17,7 @@ from pyctl.registry.connect import RegistryConfig
 from pyctl.registry.containerd_config import ContainerdConfig
 from pyctl.registry.hosts import registry_endpoint_hosts
 from pyctl.registry.store import RegistryDestination, RegistrySource
+from pyctl.results import PullResult, PushResult
 
 
 def _ref(text: str, verb: str) -> Reference:
@@ -25,15 +25,6 @@ def _ref(text: str, verb: str) -> Reference:
         return parse_docker_ref(text)
     except InvalidReferenceError as exc:
         raise InvalidReferenceError(f"{verb} {text}: {exc}") from None
-
-
-@dataclass(frozen=True)
-class PullResult:
-    reference: str
-    digest: str
-    written: int
-    existing: int
-    unpacked: tuple[str, ...]
 
 
 def pull(
@@ -82,17 +73,6 @@ def pull(
         existing=len(stats.existing),
         unpacked=tuple(store.unpacked),
     )
-
-
-@dataclass(frozen=True)
-class PushResult:
-    reference: str
-    tag: str
-    digest: str
-    size: int
-    uploaded: int
-    mounted: int
-    existing: int
 
 
 def _push_root(

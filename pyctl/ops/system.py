@@ -13,16 +13,10 @@ from pyctl._api.services.namespaces.v1 import namespaces_pb2
 from pyctl.containerd.client import Client
 from pyctl.errors import PyctlError
 from pyctl.oci import host_platform
-
-NAMESPACE_COLUMNS = [
-    ("Name", "NAME"),
-    ("Containers", "CONTAINERS"),
-    ("Images", "IMAGES"),
-    ("Labels", "LABELS"),
-]
+from pyctl.results import NamespaceInfo
 
 
-def list_namespaces(client: Client) -> list[dict[str, Any]]:
+def list_namespaces(client: Client) -> list[NamespaceInfo]:
     resp = client.call("namespaces", "List", namespaces_pb2.ListNamespacesRequest())
     nss = sorted(resp.namespaces, key=lambda n: n.name)
     # Count containers and images of every namespace concurrently.
@@ -36,17 +30,15 @@ def list_namespaces(client: Client) -> list[dict[str, Any]]:
         )
         for n in nss
     ]
-    rows = []
-    for n, fc, fi in futures:
-        rows.append(
-            {
-                "Name": n.name,
-                "Containers": str(len(client.result(fc).containers)),
-                "Images": str(_image_count(n.name, client.result(fi).images)),
-                "Labels": ",".join(f"{k}={v}" for k, v in sorted(n.labels.items())),
-            }
+    return [
+        NamespaceInfo(
+            name=n.name,
+            containers=len(client.result(fc).containers),
+            images=_image_count(n.name, client.result(fi).images),
+            labels=dict(n.labels),
         )
-    return rows
+        for n, fc, fi in futures
+    ]
 
 
 def _image_count(namespace: str, images: Any) -> int:
@@ -90,7 +82,7 @@ def info(client: Client, snapshotter: str) -> dict[str, Any]:
     version = server_version(client)
     plugs = plugins(client)
     try:
-        nss = [n["Name"] for n in list_namespaces(client)]
+        nss = [n.name for n in list_namespaces(client)]
     except PyctlError:
         nss = []
     snapshotters = sorted(
