@@ -330,7 +330,6 @@ class ContainerdBinaries:
     ctr: str
     bin_dir: str | None
     version: tuple[int, int, int]
-    version_text: str  # what ``containerd --version`` printed
 
     @classmethod
     def find(cls, directory: str | os.PathLike[str] | None = None) -> ContainerdBinaries:
@@ -365,7 +364,7 @@ class ContainerdBinaries:
         if m is None:
             raise TestbedError(f"{containerd} --version: cannot read a version from {text!r}")
         major, minor, patch = (int(g) for g in m.groups())
-        return cls(containerd, ctr, bin_dir, (major, minor, patch), text)
+        return cls(containerd, ctr, bin_dir, (major, minor, patch))
 
     @property
     def version_string(self) -> str:
