@@ -48,7 +48,7 @@ def run(runs: int) -> list[dict[str, Any]]:
         build_layout(tmp / "layout", LAYERS, LAYER_MIB, compress=True)
         archive = tmp / "app.tar"
         _tar_layout(tmp / "layout", archive)
-        ctr = ["ctr", "-a", cd.address, "-n", NS]
+        ctr = [cd.binaries.ctr, "-a", cd.address, "-n", NS]
         size = f"{LAYERS} x {LAYER_MIB} MiB gzip layers"
 
         med = alternate(

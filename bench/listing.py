@@ -55,12 +55,12 @@ def run(runs: int) -> list[dict[str, Any]]:
             cd.ctr("images", "import", str(archive.path), namespace=ns)
             if kind == "images":
                 seed_tags(cd, ns, count)
-                ctr_cmd = ["ctr", "-a", cd.address, "-n", ns, "images", "ls"]
+                ctr_cmd = [cd.binaries.ctr, "-a", cd.address, "-n", ns, "images", "ls"]
                 py_cmd = [*pyctl, "-a", cd.address, "-n", ns, "images"]
                 label = f"images, {count} images"
             else:
                 seed_containers(cd, ns, count)
-                ctr_cmd = ["ctr", "-a", cd.address, "-n", ns, "containers", "ls"]
+                ctr_cmd = [cd.binaries.ctr, "-a", cd.address, "-n", ns, "containers", "ls"]
                 py_cmd = [*pyctl, "-a", cd.address, "-n", ns, "ps", "-a"]
                 label = f"ps -a, {count} containers"
             med = alternate(

@@ -133,7 +133,7 @@ def run(runs: int) -> list[dict[str, Any]]:
             f"docker://{reg.host}/bench/app:1",
         )
         ref = f"{reg.host}/bench/app:1"
-        ctr = ["ctr", "-a", cd.address, "-n", NS]
+        ctr = [cd.binaries.ctr, "-a", cd.address, "-n", NS]
 
         med = alternate(
             runs,

@@ -21,6 +21,8 @@ Fixtures (all fail loudly, nothing is skipped):
   with its own containerd, started once; ``docker_engine.docker("load", "-i", TAR)`` runs the
   docker CLI against it, ``reset()`` removes every container and image
 * ``isolated`` (function)   -> the ``pyctl`` runner with an empty DOCKER_CONFIG directory
+* ``readable_pyctl`` (session) -> unprivileged.ReadablePyctl: a copy of pyctl that ``nobody``
+  can run (``.run(*args, env=...)`` runs it as that user)
 
 Registry variants (function scope; all :class:`SecureRegistry`, a ``testbed.Registry`` with
 ``cert_dir`` = ``<certs.d>/<host>/`` holding ``ca.crt`` (+ ``client.cert``/``client.key``),
@@ -69,6 +71,7 @@ from integration.testbed import (
     write_cert_dir,
 )
 from integration.tokenserver import TokenServer
+from integration.unprivileged import ReadablePyctl, install_readable_pyctl
 
 BUSYBOX_NAME = "docker.io/library/busybox:latest"
 T = TypeVar("T")
@@ -457,6 +460,18 @@ def pull_bed(
     tmp_path: Path,
 ) -> PullBed:
     return PullBed(containerd, namespace, pyctl, registry, fault_proxy, image_factory, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def readable_pyctl() -> Iterator[ReadablePyctl]:
+    """pyctl copied where ``nobody`` can read and run it (the checkout and its venv may be
+    in a private directory, such as a clone under /root), once per session."""
+    try:
+        installed = install_readable_pyctl()
+    except TestbedError as e:
+        pytest.fail(f"cannot install pyctl for an unprivileged user:\n{e}", pytrace=False)
+    yield installed
+    installed.remove()
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ Typical use::
     idx = build_index()                                   # host (runnable) + other + arm/v7
     write_oci_archive(tmp / "multi.tar", idx, "example.test/multi:1")
 
-Archive naming (what ``ctr images import`` makes of it, containerd 1.6): every entry of the
+Archive naming (what ``ctr images import`` makes of it, containerd 1.6 to 2.x): every entry of the
 archive's ``index.json`` carries ``io.containerd.image.name=<name>`` (taken verbatim, not
 normalized: pass a full reference such as ``docker.io/library/busybox:latest``) and
 ``org.opencontainers.image.ref.name=<tag>`` (what skopeo's ``oci-archive:PATH:TAG`` matches).
@@ -790,6 +790,9 @@ def import_into(
       unless ``digests`` (then ``import-YYYY-MM-DD@sha256:…``);
     * without ``--all-platforms`` only host-platform content is kept (the rest is garbage
       collected) and unpacked; ``all_platforms`` defaults to True for an :class:`IndexSpec`.
+      With it, every platform's content is kept, and unpacked: the host's alone by
+      containerd 1.x's ctr, every platform by 2.x's (its import goes through the transfer
+      service);
     * in ``k8s.io`` the CRI plugin adopts the image: it labels it
       ``io.cri-containerd.image=managed`` and adds a ``sha256:<config digest>`` record
       (asynchronously, so it may or may not be in the returned list yet);

@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from integration.registry_helpers import (
     snapshot_keys,
 )
 from integration.testbed import Containerd
+from integration.unprivileged import ReadablePyctl
 
 BIG = 24 << 20  # incompressible: the layer is as large on the wire
 
@@ -266,32 +266,25 @@ def test_containerd_socket_missing(pull_bed: PullBed, tmp_path: Path) -> None:
     assert pull_bed.proxy.requests == []  # nothing was fetched for nothing
 
 
-PYCTL = (sys.executable, "-m", "pyctl")
-
-
-def _as_nobody(cd: Containerd, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "CONTAINERD_ADDRESS": cd.address,
-        "CONTAINERD_NAMESPACE": "nobody",
-    }
-    return subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *PYCTL, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd="/",
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-    )
-
-
-def test_containerd_socket_not_permitted(own_containerd: Containerd) -> None:
+def test_containerd_socket_not_permitted(
+    own_containerd: Containerd, readable_pyctl: ReadablePyctl
+) -> None:
     """A user who may not use containerd's socket (a 0660 root:root socket, run as
-    ``nobody``) is told so, with what to do; group access to the socket is enough."""
+    ``nobody``) is told so, with what to do; group access to the socket is enough.
+    (``nobody`` runs a world-readable copy of pyctl: the checkout may be in a private
+    directory such as /root.)"""
     cd = own_containerd
     home = Path(tempfile.mkdtemp(prefix="pyctl-nobody-"))
+
+    def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "HOME": str(home),
+            "CONTAINERD_ADDRESS": cd.address,
+            "CONTAINERD_NAMESPACE": "nobody",
+        }
+        return readable_pyctl.run(*args, env=env)
+
     try:
         home.chmod(0o755)
         sock = Path(cd.address)
@@ -300,16 +293,16 @@ def test_containerd_socket_not_permitted(own_containerd: Containerd) -> None:
         hint = "run with sudo or as a user allowed to use the socket"
 
         # the directory is closed (0700): the socket cannot even be looked at
-        assert_failure(_as_nobody(cd, home, "images"), *want, hint)
+        assert_failure(as_nobody("images"), *want, hint)
 
         # the socket is visible but not ours
         cd.dir.chmod(0o755)
         for args in (["images"], ["pull", "127.0.0.1:1/team/app:1"], ["ps"]):
-            assert_failure(_as_nobody(cd, home, *args), *want, hint)
+            assert_failure(as_nobody(*args), *want, hint)
 
         # what the hint says works: nobody's group may use the socket
-        os.chown(sock, 0, 65534)
-        proc = _as_nobody(cd, home, "images", "-q")
+        os.chown(sock, 0, readable_pyctl.gid)
+        proc = as_nobody("images", "-q")
         assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
     finally:
         cd.dir.chmod(0o700)

@@ -199,7 +199,7 @@ def test_stale_bad_partial_ingest_is_restarted_from_scratch(
     bad[1000] ^= 0xFF
     ingest = subprocess.run(
         [
-            "ctr",
+            containerd.binaries.ctr,
             "-a",
             containerd.address,
             "-n",
@@ -213,6 +213,7 @@ def test_stale_bad_partial_ingest_is_restarted_from_scratch(
             f"layer-{layer.digest}",
         ],
         input=bytes(bad),
+        env=containerd.client_env(),
         capture_output=True,
         check=False,
         timeout=30,

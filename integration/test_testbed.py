@@ -8,6 +8,7 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 import signal
 import ssl
 import tarfile
@@ -23,8 +24,10 @@ from integration.images import Archive, import_into
 from integration.testbed import (
     CertAuthority,
     Containerd,
+    ContainerdBinaries,
     HtpasswdAuth,
     Registry,
+    TestbedError,
     mounts_under,
     remove_cgroups,
     skopeo,
@@ -38,16 +41,80 @@ def _cid() -> str:
 # --- containerd -------------------------------------------------------------------------------
 
 
+# what the tests use, in every containerd version the bed runs (1.6, 1.7, 2.x)
+GRPC_SERVICES = ("containers", "content", "diff", "events", "images", "introspection")
+GRPC_SERVICES += ("leases", "namespaces", "snapshots", "tasks", "version")
+NEEDED_PLUGINS = [
+    *[("io.containerd.grpc.v1", id_) for id_ in GRPC_SERVICES],
+    ("io.containerd.runtime.v2", "task"),
+    ("io.containerd.gc.v1", "scheduler"),
+    ("io.containerd.metadata.v1", "bolt"),
+]
+
+
+def _versions(ctr_version: str) -> dict[str, str]:
+    """``ctr version``: section ("Client", "Server") -> its Version line."""
+    out, section = {}, ""
+    for line in ctr_version.splitlines():
+        if line.endswith(":") and not line.startswith(" "):
+            section = line[:-1]
+        elif line.strip().startswith("Version:"):
+            out[section] = line.split(":", 1)[1].strip()
+    return out
+
+
 def test_containerd_answers(containerd: Containerd) -> None:
-    out = containerd.ctr("version").stdout
-    assert "Server:" in out and "1.6" in out
+    """The daemon and ctr are the build the bed was given ($PYCTL_TEST_CONTAINERD_BIN or
+    PATH), and every plugin the tests need loaded, CRI included (images in k8s.io)."""
+    versions = _versions(containerd.ctr("version").stdout)
+    assert versions["Client"] == versions["Server"], versions
+    assert containerd.binaries.version_string in versions["Server"], versions
     assert os.path.exists(containerd.address)
     assert containerd.snapshotter in ("overlayfs", "native")
-    snap = containerd.plugin("io.containerd.snapshotter.v1", containerd.snapshotter)
-    assert snap is not None and snap.ok
-    cri = containerd.plugin("io.containerd.grpc.v1", "cri")
-    assert cri is not None and cri.ok, "CRI plugin must be loaded (images in k8s.io)"
+    plugins = {(p.type, p.id): p.status for p in containerd.plugins()}
+    needed = [
+        *NEEDED_PLUGINS,
+        ("io.containerd.snapshotter.v1", containerd.snapshotter),
+        *containerd.cri_plugins,
+    ]
+    assert {p: plugins.get(p) for p in needed} == dict.fromkeys(needed, "ok")
     assert containerd.shim_pids() == []
+    sockets = {p.name for p in containerd.dir.iterdir() if p.is_socket()}
+    if containerd.version >= (2, 0, 0):
+        # 2.x's CRI starts NRI; its socket is the bed's, not /var/run/nri/nri.sock
+        assert plugins[("io.containerd.nri.v1", "nri")] == "ok"
+        assert sockets == {"containerd.sock", "containerd.sock.ttrpc", "nri.sock"}
+    else:
+        assert sockets == {"containerd.sock", "containerd.sock.ttrpc"}
+
+
+def test_containerd_without_cri() -> None:
+    """``cri=False`` disables every CRI plugin of the version (three in 2.x)."""
+    with Containerd(cri=False) as cd:
+        plugins = {(p.type, p.id): p.status for p in cd.plugins()}
+        assert [p for p in cd.cri_plugins if plugins.get(p) == "ok"] == []
+        assert all((t, i) in plugins for t, i in NEEDED_PLUGINS)
+        sockets = {p.name for p in cd.dir.iterdir() if p.is_socket()}
+        assert sockets == {"containerd.sock", "containerd.sock.ttrpc"}
+
+
+def test_containerd_binaries_from_a_directory(tmp_path: Path) -> None:
+    """$PYCTL_TEST_CONTAINERD_BIN must hold all three programs; one missing is named."""
+    real = ContainerdBinaries.find()
+    (tmp_path / "containerd").symlink_to(real.containerd)
+    (tmp_path / "ctr").symlink_to(real.ctr)
+    with pytest.raises(TestbedError, match=f"{tmp_path}: no executable containerd-shim-runc-v2"):
+        ContainerdBinaries.find(tmp_path)
+    shim = shutil.which("containerd-shim-runc-v2", path=real.daemon_env()["PATH"])
+    assert shim is not None
+    (tmp_path / "containerd-shim-runc-v2").symlink_to(shim)
+    found = ContainerdBinaries.find(tmp_path)
+    assert (found.ctr, found.bin_dir, found.version) == (
+        str(tmp_path / "ctr"),
+        str(tmp_path),
+        real.version,
+    )
+    assert found.daemon_env()["PATH"].split(os.pathsep)[0] == str(tmp_path)
 
 
 def test_fresh_namespace_is_empty(containerd: Containerd, namespace: str) -> None:
@@ -122,6 +189,11 @@ def test_run_detached_task(containerd: Containerd, namespace: str, busybox_image
     containerd.ctr("run", "-d", BUSYBOX_NAME, cid, "sleep", "300", namespace=namespace)
     rows = containerd.lines("tasks", "ls", namespace=namespace)
     assert any(r.split()[0] == cid and r.split()[-1] == "RUNNING" for r in rows), rows
+    # the shim is the one of the bed's build: the first on the daemon's PATH
+    shim = shutil.which("containerd-shim-runc-v2", path=containerd.binaries.daemon_env()["PATH"])
+    assert shim is not None
+    exes = {os.path.realpath(f"/proc/{pid}/exe") for pid in containerd.shim_pids()}
+    assert exes == {os.path.realpath(shim)}
     if containerd.snapshotter == "overlayfs":
         rootfs = [m for m in mounts_under(containerd.state) if m.endswith(f"/{cid}/rootfs")]
         assert rootfs, "the running container's overlay rootfs should be mounted"

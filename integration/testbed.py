@@ -1,7 +1,8 @@
 """A real test bed for pyctl: a private containerd, a local registry, a throw-away CA.
 
 Used by ``integration/conftest.py`` and by demo scripts, so it has no pytest dependency.
-Needs root, ``containerd``/``ctr``/``runc`` (containerd 1.6), ``/usr/bin/docker-registry``
+Needs root, ``containerd``/``ctr``/``containerd-shim-runc-v2`` (containerd 1.6, 1.7 or 2.x: the
+ones on PATH, or those in ``$PYCTL_TEST_CONTAINERD_BIN``), ``runc``, ``/usr/bin/docker-registry``
 (distribution v2) and the ``cryptography`` package (only for :class:`CertAuthority`).
 
 Everything lives in one temporary directory per object; ``stop()`` (or leaving the ``with``
@@ -28,6 +29,7 @@ import http.client
 import ipaddress
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -42,16 +44,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from .images import Archive, import_into
+from .images import Archive, host_arch, import_into
 
 if TYPE_CHECKING:
     from .tokenserver import TokenServer
 
 __all__ = [
+    "CONTAINERD_BIN_ENV",
     "CertAuthority",
     "CertPair",
     "CommandError",
     "Containerd",
+    "ContainerdBinaries",
     "Daemon",
     "HtpasswdAuth",
     "Plugin",
@@ -71,8 +75,8 @@ __all__ = [
     "write_cert_dir",
 ]
 
-CTR = "ctr"
-CONTAINERD = "containerd"
+CONTAINERD_BIN_ENV = "PYCTL_TEST_CONTAINERD_BIN"  # DIR with containerd, ctr, the runc v2 shim
+SHIM = "containerd-shim-runc-v2"
 RUNC = "runc"
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
 SHIM_SOCKET_DIR = "/run/containerd/s"  # containerd 1.6 puts shim sockets here (not configurable)
@@ -381,17 +385,97 @@ class Plugin:
         return self.status == "ok"
 
 
-class Containerd:
-    """A private containerd 1.6: own root, state, socket, config; CRI plugin on, no CNI.
+_VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 
+
+def _runc_runtime(table: str) -> str:
+    """The CRI's runc runtime (runc v2 shim, cgroupfs) under ``table``, its ``containerd``
+    section (1.x: in ``io.containerd.grpc.v1.cri``, 2.x: in ``io.containerd.cri.v1.runtime``)."""
+    return f"""
+      [{table}.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+
+        [{table}.runtimes.runc.options]
+          SystemdCgroup = false
+"""
+
+
+@dataclass(frozen=True)
+class ContainerdBinaries:
+    """The containerd, ctr and runc v2 shim a bed runs, and the version they are.
+
+    :meth:`find` takes them from ``$PYCTL_TEST_CONTAINERD_BIN`` (a directory holding all three,
+    e.g. an unpacked release tarball's ``bin/``), else from PATH (Debian's package).
+    ``bin_dir`` goes first on the daemon's PATH (containerd finds its shim there)."""
+
+    containerd: str
+    ctr: str
+    bin_dir: str | None
+    version: tuple[int, int, int]
+
+    @classmethod
+    def find(cls, directory: str | os.PathLike[str] | None = None) -> ContainerdBinaries:
+        """From ``directory``, else ``$PYCTL_TEST_CONTAINERD_BIN``, else PATH."""
+        if directory is None:
+            directory = os.environ.get(CONTAINERD_BIN_ENV) or None
+        if directory is None:
+            found = {name: shutil.which(name) for name in ("containerd", "ctr", SHIM)}
+            missing = [name for name, path in found.items() if path is None]
+            if missing:
+                raise TestbedError(
+                    f"{', '.join(missing)} not on PATH: install Debian's containerd package "
+                    f"or set {CONTAINERD_BIN_ENV}=DIR"
+                )
+            return cls._at(str(found["containerd"]), str(found["ctr"]), None)
+        d = Path(directory).resolve()
+        for name in ("containerd", "ctr", SHIM):
+            if not os.access(d / name, os.X_OK) or not (d / name).is_file():
+                raise TestbedError(
+                    f"{CONTAINERD_BIN_ENV}={directory}: no executable {name} there "
+                    f"(the directory must hold containerd, ctr and {SHIM})"
+                )
+        return cls._at(str(d / "containerd"), str(d / "ctr"), str(d))
+
+    @classmethod
+    def _at(cls, containerd: str, ctr: str, bin_dir: str | None) -> ContainerdBinaries:
+        text = run([containerd, "--version"], timeout=30).stdout.strip()
+        # "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3",
+        # "containerd github.com/containerd/containerd/v2 v2.3.4 db8809540e1a…"
+        fields = text.split()
+        m = _VERSION.match(fields[2]) if len(fields) >= 3 else None
+        if m is None:
+            raise TestbedError(f"{containerd} --version: cannot read a version from {text!r}")
+        major, minor, patch = (int(g) for g in m.groups())
+        return cls(containerd, ctr, bin_dir, (major, minor, patch))
+
+    @property
+    def version_string(self) -> str:
+        return ".".join(str(n) for n in self.version)
+
+    def daemon_env(self) -> dict[str, str]:
+        """The environment containerd runs with: ``bin_dir`` first on PATH (shim lookup)."""
+        env = dict(os.environ)
+        if self.bin_dir:
+            env["PATH"] = os.pathsep.join([self.bin_dir, env.get("PATH", os.defpath)])
+        return env
+
+
+class Containerd:
+    """A private containerd (1.6, 1.7 or 2.x): own root, state, sockets, config; CRI plugin on,
+    no CNI.
+
+    * ``binaries``: the :class:`ContainerdBinaries` it runs (default:
+      ``ContainerdBinaries.find()``, i.e. ``$PYCTL_TEST_CONTAINERD_BIN`` or PATH); ``version``
     * ``address``: the gRPC unix socket path (``<dir>/containerd.sock``)
     * ``snapshotter``: ``overlayfs`` if it works here, else ``native`` (pass it to clients;
       :meth:`ctr` and :meth:`client_env` set ``CONTAINERD_SNAPSHOTTER``)
     * ``config_path``, ``log_path``, ``root``, ``state``, ``dir``
 
-    Containers run with runc's default root ``/run/containerd/runc/<namespace>`` and shim
-    sockets in ``/run/containerd/s`` (containerd 1.6 does not let either move), so use unique
-    namespaces when several beds may run at once.
+    The config is written in the version the daemon reads natively: ``version = 2`` for 1.x,
+    ``version = 3`` for 2.x (with the NRI socket under ``dir`` and the CRI settings under
+    their 2.x plugins). Containers run with runc's default root
+    ``/run/containerd/runc/<namespace>`` and shim sockets in ``/run/containerd/s`` (containerd
+    1.6 does not let either move), so use unique namespaces when several beds may run at once.
     """
 
     def __init__(
@@ -403,8 +487,9 @@ class Containerd:
         log_level: str = "info",
         extra_config: str = "",
         startup_timeout: float = 20.0,
-        binary: str = CONTAINERD,
+        binaries: ContainerdBinaries | None = None,
     ) -> None:
+        self.binaries = binaries or ContainerdBinaries.find()
         self._own_dir = directory is None
         self.dir = Path(directory or tempfile.mkdtemp(prefix="pyctl-containerd-")).resolve()
         self.root = self.dir / "root"
@@ -419,10 +504,14 @@ class Containerd:
         self.log_level = log_level
         self.extra_config = extra_config
         self.startup_timeout = startup_timeout
-        self.binary = binary
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: Any = None
         self._stopped = False
+
+    @property
+    def version(self) -> tuple[int, int, int]:
+        """The daemon's version (major, minor, patch), from ``containerd --version``."""
+        return self.binaries.version
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -440,14 +529,32 @@ class Containerd:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"Containerd(address={self.address!r}, snapshotter={self.snapshotter!r})"
+        return (
+            f"Containerd({self.binaries.version_string}, address={self.address!r}, "
+            f"snapshotter={self.snapshotter!r})"
+        )
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    @property
+    def cri_plugins(self) -> list[tuple[str, str]]:
+        """(type, id) of the CRI plugins of this version: one in 1.x, three in 2.x."""
+        if self.version >= (2, 0, 0):
+            return [
+                ("io.containerd.cri.v1", "images"),
+                ("io.containerd.cri.v1", "runtime"),
+                ("io.containerd.grpc.v1", "cri"),
+            ]
+        return [("io.containerd.grpc.v1", "cri")]
+
     def render_config(self) -> str:
-        cri = '"io.containerd.grpc.v1.cri"'
+        """The daemon's config, in the version it reads natively: 2 for 1.x, 3 for 2.x (2.3
+        migrates 3 to 4 in memory; in a ``version = 4`` file the top-level ``[grpc]`` and
+        ``[ttrpc]`` would be ignored and the daemon would listen on the system socket)."""
+        q = json.dumps
+        v2 = self.version >= (2, 0, 0)
         disabled = [
             "io.containerd.snapshotter.v1.aufs",
             "io.containerd.snapshotter.v1.btrfs",
@@ -455,32 +562,46 @@ class Containerd:
             "io.containerd.snapshotter.v1.zfs",
         ]
         if not self.cri:
-            disabled.append("io.containerd.grpc.v1.cri")
+            disabled += [f"{type_}.{id_}" for type_, id_ in self.cri_plugins]
         text = f"""\
-# generated by integration/testbed.py
-version = 2
-root = {json.dumps(str(self.root))}
-state = {json.dumps(str(self.state))}
-disabled_plugins = {json.dumps(disabled)}
+# generated by integration/testbed.py for containerd {self.binaries.version_string}
+version = {3 if v2 else 2}
+root = {q(str(self.root))}
+state = {q(str(self.state))}
+disabled_plugins = {q(disabled)}
 
 [grpc]
-  address = {json.dumps(self.address)}
+  address = {q(self.address)}
 
 [ttrpc]
-  address = {json.dumps(self.address + ".ttrpc")}
+  address = {q(self.address + ".ttrpc")}
 
 [debug]
   address = ""
-  level = {json.dumps(self.log_level)}
+  level = {q(self.log_level)}
 
 [metrics]
   address = ""
 
 [plugins]
   [plugins."io.containerd.internal.v1.opt"]
-    path = {json.dumps(str(self.dir / "opt"))}
+    path = {q(str(self.dir / "opt"))}
+"""
+        text += self._cri_config_v3() if v2 else self._cri_config_v2()
+        if v2:
+            # 2.x's NRI plugin is on by default and would create /var/run/nri/nri.sock
+            text += f"""
+  [plugins."io.containerd.nri.v1.nri"]
+    socket_path = {q(str(self.dir / "nri.sock"))}
+"""
+        return text + ("\n" + self.extra_config if self.extra_config else "")
 
-  [plugins."io.containerd.grpc.v1.cri"]
+    def _cri_config_v2(self) -> str:
+        """containerd 1.x: one CRI plugin, ``io.containerd.grpc.v1.cri``."""
+        q = json.dumps
+        cri = '"io.containerd.grpc.v1.cri"'
+        return f"""
+  [plugins.{cri}]
     disable_tcp_service = true
     stream_server_address = "127.0.0.1"
     stream_server_port = "0"
@@ -488,20 +609,53 @@ disabled_plugins = {json.dumps(disabled)}
     sandbox_image = "registry.k8s.io/pause:3.6"
 
     [plugins.{cri}.containerd]
-      snapshotter = {json.dumps(self.snapshotter)}
+      snapshotter = {q(self.snapshotter)}
       default_runtime_name = "runc"
-
-      [plugins.{cri}.containerd.runtimes.runc]
-        runtime_type = "io.containerd.runc.v2"
-
-        [plugins.{cri}.containerd.runtimes.runc.options]
-          SystemdCgroup = false
-
+{_runc_runtime(f"plugins.{cri}.containerd")}
     [plugins.{cri}.cni]
-      bin_dir = {json.dumps(str(self.cni_dir / "bin"))}
-      conf_dir = {json.dumps(str(self.cni_dir / "conf"))}
+      bin_dir = {q(str(self.cni_dir / "bin"))}
+      conf_dir = {q(str(self.cni_dir / "conf"))}
 """
-        return text + ("\n" + self.extra_config if self.extra_config else "")
+
+    def _cri_config_v3(self) -> str:
+        """containerd 2.x: images (snapshotter, sandbox image), runtime (runtimes, CNI, CDI)
+        and the gRPC service (streaming) are three plugins."""
+        q = json.dumps
+        images, runtime = '"io.containerd.cri.v1.images"', '"io.containerd.cri.v1.runtime"'
+        # ``bin_dirs`` replaced ``bin_dir`` in 2.1 (which warns that it is deprecated)
+        bins = str(self.cni_dir / "bin")
+        cni_bin = f"bin_dirs = {q([bins])}" if self.version >= (2, 1, 0) else f"bin_dir = {q(bins)}"
+        return f"""
+  [plugins.{images}]
+    snapshotter = {q(self.snapshotter)}
+
+    [plugins.{images}.pinned_images]
+      sandbox = "registry.k8s.io/pause:3.6"
+
+  [plugins.{runtime}]
+    disable_apparmor = true
+    cdi_spec_dirs = {q([str(self.dir / "cdi")])}
+
+    [plugins.{runtime}.containerd]
+      default_runtime_name = "runc"
+{_runc_runtime(f"plugins.{runtime}.containerd")}
+    [plugins.{runtime}.cni]
+      {cni_bin}
+      conf_dir = {q(str(self.cni_dir / "conf"))}
+
+  [plugins."io.containerd.grpc.v1.cri"]
+    disable_tcp_service = true
+    stream_server_address = "127.0.0.1"
+    stream_server_port = "0"
+
+  # 2.x's ctr imports through the transfer service, which unpacks only into the snapshotters
+  # listed here (default: overlayfs alone, so an import with the native one would fail)
+  [plugins."io.containerd.transfer.v1.local"]
+    [[plugins."io.containerd.transfer.v1.local".unpack_config]]
+      platform = {q("linux/" + host_arch())}
+      snapshotter = {q(self.snapshotter)}
+      differ = "walking"
+"""
 
     def start(self) -> Containerd:
         """Start and wait until ``ctr version`` answers; picks the snapshotter."""
@@ -516,14 +670,16 @@ disabled_plugins = {json.dumps(disabled)}
                 self.snapshotter = "native"
                 self._launch()
         if self.cri:
-            cri = self.plugin("io.containerd.grpc.v1", "cri")
-            if cri is None or not cri.ok:
-                status = cri.status if cri else "missing"
-                self.stop()
-                raise TestbedError(
-                    f"containerd CRI plugin is {status}\n--- {self.log_path} ---\n"
-                    + _tail(self.log_path)
-                )
+            plugins = {(p.type, p.id): p for p in self.plugins()}
+            for type_, id_ in self.cri_plugins:
+                cri = plugins.get((type_, id_))
+                if cri is None or not cri.ok:
+                    status = cri.status if cri else "missing"
+                    self.stop()
+                    raise TestbedError(
+                        f"containerd CRI plugin {type_}.{id_} is {status}\n"
+                        f"--- {self.log_path} ---\n" + _tail(self.log_path)
+                    )
         return self
 
     def _launch(self) -> None:
@@ -536,10 +692,11 @@ disabled_plugins = {json.dumps(disabled)}
             os.unlink(self.address)
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._proc = subprocess.Popen(
-            [self.binary, "--config", str(self.config_path)],
+            [self.binaries.containerd, "--config", str(self.config_path)],
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
+            env=self.binaries.daemon_env(),  # finds the shim of the same build first
             start_new_session=True,  # no terminal signals from the test runner
         )
         proc = self._proc
@@ -677,10 +834,14 @@ disabled_plugins = {json.dumps(disabled)}
     # --- ctr ---------------------------------------------------------------------------------
 
     def client_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """Environment for a client of this containerd (ctr, pyctl): address + snapshotter."""
+        """Environment for a client of this containerd (ctr, pyctl): address + snapshotter.
+
+        2.x's ctr prints a deprecation warning on stderr for every call on a cgroup v1 host;
+        ``CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS`` silences it (tests compare stderr)."""
         env = dict(os.environ if base is None else base)
         env["CONTAINERD_ADDRESS"] = self.address
         env["CONTAINERD_SNAPSHOTTER"] = self.snapshotter
+        env["CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS"] = "1"
         env.pop("CONTAINERD_NAMESPACE", None)
         return env
 
@@ -703,7 +864,7 @@ disabled_plugins = {json.dumps(disabled)}
             elif argv[:1] in (["tasks"], ["task"], ["t"]) and argv[1:2] in (["start"], ["exec"]):
                 argv[2:2] = ["--fifo-dir", str(self.dir / "fifo")]
         return run(
-            [CTR, "-a", self.address, "-n", namespace, *argv],
+            [self.binaries.ctr, "-a", self.address, "-n", namespace, *argv],
             check=check,
             timeout=timeout,
             env=self.client_env(),
