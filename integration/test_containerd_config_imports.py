@@ -33,7 +33,7 @@ from integration.conftest import ImageFactory, PyctlRunner, SecureRegistry
 from integration.helpers import assert_error, assert_ok, ctr_image_digests
 from integration.images import Archive
 from integration.registry_helpers import Skopeo, assert_pulled, hosts_json
-from integration.testbed import CONTAINERD, Containerd
+from integration.testbed import Containerd, ContainerdBinaries
 from pyctl.errors import ConfigError
 from pyctl.registry.containerd_config import Rules, load_containerd_config
 
@@ -272,7 +272,7 @@ def binaries(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Binary
 
     def get(name: str) -> Binary:
         if name not in found:
-            path = CONTAINERD
+            path = ContainerdBinaries.find().containerd  # the bed's (PYCTL_TEST_CONTAINERD_BIN)
             if name != "bed":
                 dest = tmp_path_factory.mktemp("containerd-release")
                 with tarfile.open(SHARED_CONTAINERD / name) as tar:
