@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -92,15 +93,18 @@ def alternate(
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
+def _cell(value: Any, spec: str) -> str:
+    """``format(value, spec)``; a NaN (nothing measured in that column) prints as ``-``."""
+    return "-" if isinstance(value, float) and math.isnan(value) else format(value, spec)
+
+
 def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> None:
     """columns: (key, header, format spec)."""
-    widths = [max(len(h), *(len(format(r[k], f)) for r in rows)) for k, h, f in columns]
+    widths = [max(len(h), *(len(_cell(r[k], f)) for r in rows)) for k, h, f in columns]
     print("  ".join(h.ljust(w) for (_, h, _), w in zip(columns, widths, strict=True)))
     for r in rows:
         print(
-            "  ".join(
-                format(r[k], f).ljust(w) for (k, _, f), w in zip(columns, widths, strict=True)
-            )
+            "  ".join(_cell(r[k], f).ljust(w) for (k, _, f), w in zip(columns, widths, strict=True))
         )
 
 
