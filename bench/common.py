@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from integration.dockerd import DockerEngine
     from integration.testbed import Containerd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +50,20 @@ def empty_namespace(cd: Containerd, namespace: str) -> None:
     left += cd.lines("snapshots", "ls", namespace=namespace)[1:]  # (no -q; a header line)
     if left:
         raise SystemExit(f"bench: content or snapshots left after cleanup: {left[:3]}")
+
+
+def empty_engine(engine: DockerEngine) -> None:
+    """Remove every container and image from a private Docker engine; check that its layer
+    store is empty too, so the next pull downloads and extracts every layer again. (The
+    graph-driver store of dockerd 20.10 keeps no blobs: removing the last image that uses a
+    layer deletes the layer's directory and then its layerdb entry, so nothing is left for
+    ``docker image prune`` or ``docker builder prune``.)"""
+    engine.reset()
+    left = engine.lines("images", "-aq")
+    layerdb = engine.data_root / "image" / engine.storage_driver / "layerdb" / "sha256"
+    left += [p.name for p in layerdb.iterdir()] if layerdb.is_dir() else []
+    if left:
+        raise SystemExit(f"bench: images or layers left in the docker engine: {left[:3]}")
 
 
 def timed(cmd: Sequence[str], env: dict[str, str] | None = None) -> float:
