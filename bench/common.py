@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from integration.dockerd import DockerEngine
     from integration.testbed import Containerd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +50,20 @@ def empty_namespace(cd: Containerd, namespace: str) -> None:
     left += cd.lines("snapshots", "ls", namespace=namespace)[1:]  # (no -q; a header line)
     if left:
         raise SystemExit(f"bench: content or snapshots left after cleanup: {left[:3]}")
+
+
+def empty_engine(engine: DockerEngine) -> None:
+    """Remove every container and image from a private Docker engine; check that its layer
+    store is empty too, so the next pull downloads and extracts every layer again. (The
+    graph-driver store of dockerd 20.10 keeps no blobs: removing the last image that uses a
+    layer deletes the layer's directory and then its layerdb entry, so nothing is left for
+    ``docker image prune`` or ``docker builder prune``.)"""
+    engine.reset()
+    left = engine.lines("images", "-aq")
+    layerdb = engine.data_root / "image" / engine.storage_driver / "layerdb" / "sha256"
+    left += [p.name for p in layerdb.iterdir()] if layerdb.is_dir() else []
+    if left:
+        raise SystemExit(f"bench: images or layers left in the docker engine: {left[:3]}")
 
 
 def timed(cmd: Sequence[str], env: dict[str, str] | None = None) -> float:
@@ -92,15 +108,18 @@ def alternate(
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
+def _cell(value: Any, spec: str) -> str:
+    """``format(value, spec)``; a NaN (nothing measured in that column) prints as ``-``."""
+    return "-" if isinstance(value, float) and math.isnan(value) else format(value, spec)
+
+
 def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> None:
     """columns: (key, header, format spec)."""
-    widths = [max(len(h), *(len(format(r[k], f)) for r in rows)) for k, h, f in columns]
+    widths = [max(len(h), *(len(_cell(r[k], f)) for r in rows)) for k, h, f in columns]
     print("  ".join(h.ljust(w) for (_, h, _), w in zip(columns, widths, strict=True)))
     for r in rows:
         print(
-            "  ".join(
-                format(r[k], f).ljust(w) for (k, _, f), w in zip(columns, widths, strict=True)
-            )
+            "  ".join(_cell(r[k], f).ljust(w) for (k, _, f), w in zip(columns, widths, strict=True))
         )
 
 

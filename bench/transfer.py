@@ -1,7 +1,11 @@
 """Transfers: `pyctl pull` against `ctr images pull` (8 random 32 MiB gzip layers from a local
-registry, unpack included, everything garbage-collected between runs) and `pyctl push`
-against `ctr images push` (each run into a fresh, empty registry), plus pyctl's peak RSS
-while pulling one 1 GiB layer."""
+registry, unpack included, everything garbage-collected between runs) and against `docker pull`
+of the same image into a private Debian docker.io engine (every image and layer removed
+between runs), `pyctl push` against `ctr images push` (each run into a fresh, empty
+registry), plus pyctl's peak RSS while pulling one 1 GiB layer.
+
+Every timed pull is checked against the registry's access log: each blob of the image was
+sent in full during that run, so no run is served from something a previous one left."""
 
 from __future__ import annotations
 
@@ -9,15 +13,18 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
     RATIO_COLUMNS,
     alternate,
+    empty_engine,
     empty_namespace,
     install_pyctl,
     peak_rss_mib,
@@ -26,12 +33,20 @@ from bench.common import (
     save,
     timed,
 )
+from integration.dockerd import DockerEngine
 from integration.testbed import Containerd, Registry, skopeo
 
 LAYERS = 8
 LAYER_MIB = 32
 BIG_MIB = 1024
 NS = "bench-transfer"
+# the registry's access log (combined format): "GET /v2/<repo>/blobs/<digest> HTTP/1.1" 200 <bytes>
+BLOB_GET = re.compile(r'"GET /v2/\S+/blobs/(sha256:[0-9a-f]{64}) HTTP/[\d.]+" (200|206) (\d+)')
+PEER_COLUMNS = [
+    *RATIO_COLUMNS,
+    ("docker_s", "docker s", ".2f"),
+    ("docker_ratio", "pyctl/docker", ".2f"),
+]
 
 
 def _blob(layout: Path, data_path: Path) -> tuple[str, int]:
@@ -115,6 +130,31 @@ def build_layout(layout: Path, layers: int, mib: int, *, compress: bool) -> None
     (layout / "index.json").write_text(json.dumps(index))
 
 
+def image_blobs(reg: Registry, repo: str, tag: str) -> dict[str, int]:
+    """Digest -> size of the config and every layer of ``repo:tag`` (a single manifest)."""
+    manifest = reg.manifest(repo, tag).json()
+    return {d["digest"]: d["size"] for d in [manifest["config"], *manifest["layers"]]}
+
+
+def check_downloaded(reg: Registry, since: int, blobs: dict[str, int], tool: str) -> None:
+    """Check that the registry sent every blob in ``blobs`` in full after byte ``since`` of
+    its access log (a line is written once the response is sent; wait a moment for the last)."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        with reg.log_path.open("rb") as fh:
+            fh.seek(since)
+            log = fh.read().decode(errors="replace")
+        sent: dict[str, int] = {}
+        for digest, _status, size in BLOB_GET.findall(log):
+            sent[digest] = sent.get(digest, 0) + int(size)
+        short = [d for d, size in blobs.items() if sent.get(d, 0) < size]
+        if not short:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: {tool} did not download {len(short)} blob(s): {short[:2]}")
+        time.sleep(0.1)
+
+
 def run(runs: int) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     with (
@@ -135,16 +175,53 @@ def run(runs: int) -> list[dict[str, Any]]:
         ref = f"{reg.host}/bench/app:1"
         ctr = [cd.binaries.ctr, "-a", cd.address, "-n", NS]
 
-        med = alternate(
-            runs,
-            {
-                "ctr": lambda: timed([*ctr, "images", "pull", "--plain-http", ref]),
-                "pyctl": lambda: timed([*pyctl, "-n", NS, "pull", "-q", ref], env),
-            },
-            between=lambda: empty_namespace(cd, NS),
-        )
+        blobs = image_blobs(reg, "bench/app", "1")
+
+        def pull_with(tool: str, cmd: list[str], cmd_env: dict[str, str] | None) -> float:
+            mark = reg.log_path.stat().st_size
+            elapsed = timed(cmd, cmd_env)
+            check_downloaded(reg, mark, blobs, tool)
+            return elapsed
+
+        # docker: Debian's dockerd 20.10 with its defaults (3 concurrent downloads; overlay2
+        # if it works here; layers decompressed by unpigz if it is on PATH, else Go's gzip).
+        # It pulls from the plain-HTTP registry unconfigured: 127.0.0.0/8 is in its
+        # insecure-registry CIDRs by default (`docker info`: Insecure Registries). Its pull
+        # returns only after every layer is extracted and registered in the layer store
+        # ("Pull complete" is reported after layerStore.Register) and the image is tagged:
+        # when it returns, `docker run` can start the image, as after ctr's and pyctl's unpack.
+        with DockerEngine() as engine:
+            docker_env = engine.client_env()
+            version = engine.docker("version", "--format", "{{.Server.Version}}").stdout
+
+            def clean() -> None:
+                empty_namespace(cd, NS)
+                empty_engine(engine)
+
+            med = alternate(
+                runs,
+                {
+                    "ctr": lambda: pull_with(
+                        "ctr", [*ctr, "images", "pull", "--plain-http", ref], None
+                    ),
+                    "pyctl": lambda: pull_with("pyctl", [*pyctl, "-n", NS, "pull", "-q", ref], env),
+                    "docker": lambda: pull_with(
+                        "docker", engine.argv("pull", "-q", ref), docker_env
+                    ),
+                },
+                between=clean,
+            )
+            gunzip = "unpigz" if shutil.which("unpigz") else "Go gzip"
+            docker_engine = f"dockerd {version.strip()}, {engine.storage_driver}, {gunzip}"
         size = f"{LAYERS} x {LAYER_MIB} MiB gzip layers"
-        results.append(ratio_row(f"pull, {size}", med))
+        results.append(
+            {
+                **ratio_row(f"pull, {size}", med),
+                "docker_s": med["docker"],
+                "docker_ratio": med["pyctl"] / med["docker"],
+                "docker_engine": docker_engine,
+            }
+        )
 
         # push: the image is local; each run pushes into a brand-new registry.
         cd.ctr("images", "pull", "--plain-http", ref, namespace=NS)
@@ -163,7 +240,8 @@ def run(runs: int) -> list[dict[str, Any]]:
         med = alternate(
             runs, {"ctr": lambda: push_with("ctr"), "pyctl": lambda: push_with("pyctl")}
         )
-        results.append(ratio_row(f"push, {size}", med))
+        nan = float("nan")  # no docker push line
+        results.append({**ratio_row(f"push, {size}", med), "docker_s": nan, "docker_ratio": nan})
         empty_namespace(cd, NS)
 
         build_layout(tmp / "big", 1, BIG_MIB, compress=False)
@@ -182,10 +260,12 @@ def run(runs: int) -> list[dict[str, Any]]:
                 "ctr_s": float("nan"),
                 "pyctl_s": float("nan"),
                 "ratio": float("nan"),
+                "docker_s": float("nan"),
+                "docker_ratio": float("nan"),
                 "peak_rss_mib": rss,
             }
         )
-    print_table([r for r in results if "peak_rss_mib" not in r], RATIO_COLUMNS)
+    print_table([r for r in results if "peak_rss_mib" not in r], PEER_COLUMNS)
     for r in results:
         if "peak_rss_mib" in r:
             print(f"{r['scenario']}: {r['peak_rss_mib']:.0f} MiB")
