@@ -208,6 +208,17 @@ def test_global_options_anywhere(
     )
 
 
+def test_a_mistyped_command_gets_a_suggestion(pyctl: PyctlRunner) -> None:
+    proc = line(pyctl, "pul harbor.local/app:1")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2,
+        "",
+        "pyctl: error: No such command 'pul'. Did you mean 'pull'? (see 'pyctl --help')\n",
+    )
+    proc = line(pyctl, "container rn x")
+    assert proc.returncode == 2 and "Did you mean 'rm'?" in proc.stderr, proc.stderr
+
+
 def test_help_lists_global_options(pyctl: PyctlRunner) -> None:
     for command, own in (
         (["images"], "-a, --all"),

@@ -313,6 +313,19 @@ class RootGroup(click.Group):
                 return command  # type: ignore[no-any-return]
         return None
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """click's, with "did you mean" for a mistyped command (`pyctl pul`): click offers
+        the commands it has loaded, and these load lazily."""
+        name = args[0]
+        unknown = not name.startswith("-") and self.get_command(ctx, name) is None
+        if unknown and not ctx.resilient_parsing:
+            raise click.exceptions.NoSuchCommand(
+                name, possibilities=[*_COMMAND_MODULES, *_ALIASES], ctx=ctx
+            )
+        return super().resolve_command(ctx, args)
+
 
 def _root_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for decls, kwargs in reversed(_GLOBAL_OPTIONS):
