@@ -215,8 +215,8 @@ def test_a_mistyped_command_gets_a_suggestion(pyctl: PyctlRunner) -> None:
         "",
         "pyctl: error: No such command 'pul'. Did you mean 'pull'? (see 'pyctl --help')\n",
     )
-    proc = line(pyctl, "container rn x")
-    assert proc.returncode == 2 and "Did you mean 'rm'?" in proc.stderr, proc.stderr
+    proc = line(pyctl, "container prun")
+    assert proc.returncode == 2 and "Did you mean 'prune'?" in proc.stderr, proc.stderr
 
 
 def test_help_lists_global_options(pyctl: PyctlRunner) -> None:
