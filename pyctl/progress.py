@@ -85,12 +85,22 @@ class BarProgress(_Closing):
             TransferSpeedColumn,
         )
 
+        class Speed(TransferSpeedColumn):
+            """The rate, or nothing while (or when) there is none to tell: rich prints "?"."""
+
+            def render(self, task: Any) -> Any:
+                if (task.finished_speed or task.speed) is None:
+                    from rich.text import Text
+
+                    return Text("")
+                return super().render(task)
+
         self.verb = verb
         self._progress = Progress(
             TextColumn("{task.fields[name]}"),
             BarColumn(bar_width=30),
             DownloadColumn(),
-            TransferSpeedColumn(),
+            Speed(),
             TextColumn("{task.fields[status]}"),
             console=Console(stderr=True),
             transient=False,
