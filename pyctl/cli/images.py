@@ -238,25 +238,20 @@ def image_group() -> None:
     """Manage images."""
 
 
-# click commands only: these modules import their operations when a command runs
-from pyctl.cli.archive import image_export, image_import, load_cmd, save_cmd  # noqa: E402
-from pyctl.cli.inspect import image_inspect  # noqa: E402
-from pyctl.cli.registry import pull_cmd, push_cmd  # noqa: E402
-
-for _cmd in (
-    image_ls,
-    tag_cmd,
-    image_rm,
-    image_inspect,
-    image_prune,
-    pull_cmd,
-    push_cmd,
-    image_import,
-    image_export,
-    load_cmd,
-    save_cmd,
-):
+for _cmd in (image_ls, tag_cmd, image_rm):
     image_group.add_command(_cmd)
+image_group.lazy.update(  # in docker's order, after ls, tag and rm
+    {
+        "inspect": ("inspect", "image_inspect"),
+        "prune": ("images", "image_prune"),
+        "pull": ("registry", "pull_cmd"),
+        "push": ("registry", "push_cmd"),
+        "import": ("archive", "image_import"),
+        "export": ("archive", "image_export"),
+        "load": ("archive", "load_cmd"),
+        "save": ("archive", "save_cmd"),
+    }
+)
 image_group.aliases.update({"list": "ls", "remove": "rm"})  # docker's other names
 
 COMMANDS = [images_cmd, tag_cmd, rmi_cmd, image_group]

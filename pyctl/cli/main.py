@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -246,6 +245,8 @@ class PyctlGroup(_TakesGlobalOptions, click.Group):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.aliases: dict[str, str] = {}
+        # name -> (pyctl.cli module, attribute): commands imported only when they run
+        self.lazy: dict[str, tuple[str, str]] = {}
         self._add_global_options()
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -257,10 +258,16 @@ class PyctlGroup(_TakesGlobalOptions, click.Group):
         self.format_commands(ctx, formatter)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)
+        return list(dict.fromkeys([*self.commands, *self.lazy]))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        return super().get_command(ctx, self.aliases.get(cmd_name, cmd_name))
+        cmd_name = self.aliases.get(cmd_name, cmd_name)
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            import importlib
+
+            module, attr = self.lazy[cmd_name]
+            self.add_command(getattr(importlib.import_module(f"pyctl.cli.{module}"), attr))
+        return super().get_command(ctx, cmd_name)
 
 
 def command(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], PyctlCommand]:
@@ -387,17 +394,23 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _report(exc.message, 2)
     except PyctlError as exc:
         if _debug:
-            traceback.print_exc()
+            _print_traceback()
         return _report(exc.message, exc.exit_code)
     except BrokenPipeError:
         return 0  # output closed early (e.g. `| head`): not an error of ours
     except Exception as exc:  # a bug: say so in one line, the traceback only with --debug
         if _debug or "--debug" in args:
-            traceback.print_exc()
+            _print_traceback()
         return _report(
             f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", 1
         )
     return code if isinstance(code, int) else 0
+
+
+def _print_traceback() -> None:
+    import traceback  # only with --debug: not at every start
+
+    traceback.print_exc()
 
 
 def _report(message: str, code: int) -> int:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pyctl.containerd import containers, images
+from pyctl.containerd import images
 from pyctl.containerd.client import Client, ContainerdNotFound
 from pyctl.containerd.images import ImageRecord
 from pyctl.errors import (
@@ -233,6 +233,8 @@ def remove(
     catalog = Catalog(client)
     records = catalog.records()
     ns = client.namespace
+    from pyctl.containerd import containers  # only removals need them
+
     users: dict[str, list[str]] = {}
     for c in containers.list_containers(client):
         users.setdefault(c.image, []).append(c.id)
@@ -301,7 +303,7 @@ def prune(client: Client, *, all_unused: bool) -> tuple[list[str], int]:
     """Remove dangling images (no tag), or with ``all_unused`` every image no container uses.
     Images the CRI plugin pins (sandbox images) are kept. Returns the removed names and the
     bytes of content the garbage collector freed."""
-    from pyctl.containerd import content
+    from pyctl.containerd import containers, content
 
     records = images.list_records(client)
     used = {c.image for c in containers.list_containers(client)}
