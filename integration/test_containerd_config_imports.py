@@ -6,8 +6,7 @@
 * The same files given to real containerd binaries: ``containerd --config FILE config dump``
   (which loads, imports and merges without starting anything, and prints the CRI plugin's
   effective registry section) must show the registry settings pyctl reads — for the test
-  bed's containerd and for each release tarball in ``../shared/containerd/`` (unpacked into a
-  temporary directory).
+  bed's containerd (``PYCTL_TEST_CONTAINERD_BIN``; CI runs the suite against each release).
 * A private containerd whose CRI registry ``config_path`` sits in an imported drop-in pulls
   through it over its CRI ImageService (what the kubelet does), and pyctl, given the same
   config file, reads the same drop-in.
