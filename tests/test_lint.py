@@ -186,7 +186,7 @@ def test_both_registry_tables_in_one_file(tmp_path: Path) -> None:
         f"[{CRI2}.registry.headers]\n  X-B = ['2']\n"
     )
     found = problems(run(tmp_path, "harbor.local", {"config.toml": conf}))
-    assert found[1] == (
+    assert found[0] == (
         WARN,
         str(tmp_path / "config.toml"),
         2,

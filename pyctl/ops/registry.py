@@ -248,7 +248,7 @@ def check_hosts(settings: Settings, arg: str) -> HostsCheck:
     failed = [f for f in findings if f.severity is Severity.FAIL]
     if failed:
         n = len(failed)
-        reason = f"{n} configuration problem{'s' if n > 1 else ''}; first: {failed[0].message}"
+        reason = f"{n} configuration problem{'s' if n > 1 else ''}, the first at {failed[0].where}"
     else:
         reason = "the configuration has no problems (endpoints not probed)"
     return HostsCheck(host, findings, CheckVerdict(not failed, None, reason))

@@ -42,8 +42,9 @@ __all__ = ["Finding", "Severity", "lint", "registry_of"]
 
 
 def lint(config: Settings | RegistryConfig, ref_or_host: str) -> list[Finding]:
-    """Findings about the registry configuration that applies to ``ref_or_host``, in the
-    order: containerd's config files, the merged registry section, the hosts directories.
+    """Findings about the registry configuration that applies to ``ref_or_host``: the
+    findings of each file together, in line order; containerd's config files first, then the
+    hosts directories.
 
     ``config`` is pyctl's settings (containerd's config is then read here, and a file
     containerd would not start with is a finding) or a loaded ``RegistryConfig``. An image
@@ -62,7 +63,11 @@ def lint(config: Settings | RegistryConfig, ref_or_host: str) -> list[Finding]:
         r.endpoint_hosts |= {h.host for h in resolve_hosts(host, hosts_dirs=r.dirs, cri=cd.cri)}
     cd.lint()
     HostsLint(r, cd).lint()
-    return r.findings
+    # each file's findings together (in the order the files came up), in line order
+    order: dict[str, int] = {}
+    for f in r.findings:
+        order.setdefault(f.file, len(order))
+    return sorted(r.findings, key=lambda f: (order[f.file], f.line or 0))
 
 
 def registry_of(target: str) -> str:
