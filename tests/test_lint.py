@@ -1015,3 +1015,21 @@ def test_toml_lines() -> None:
     assert lines.line("plugin", "a.b", "registry", "k", "j", "q.k", "z") == 9
     assert lines.line("host", "x", "y") == 10 and lines.line("host", "x", "ca") == 12
     assert [line for _, line in lines.headers()] == [8, 10, 11]
+
+
+def test_a_loaded_registry_config_gives_the_same_findings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyctl.registry.connect import RegistryConfig
+
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    conf = f'version = 2\n[{CRI2}.registry.mirrors."harbor.local"]\n  endpoint = ["m.example/x"]\n'
+    write(tmp_path, {"config.toml": conf, "certs.d/harbor.local:443/hosts.toml": ""})
+    settings = Settings(
+        containerd_config=str(tmp_path / "config.toml"),
+        hosts_dir=(str(tmp_path / "certs.d"),),
+        sources={"containerd_config": "flag"},
+    )
+    found = lint(settings, "harbor.local/x")
+    assert [f.line for f in found if f.severity is FAIL] == [3, None]
+    assert lint(RegistryConfig.load(settings), "harbor.local/x") == found
