@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pyctl.reference import Reference
+    from pyctl.registry.lint import Finding
 
 
 @dataclass(frozen=True)
@@ -120,3 +121,36 @@ class Imported:
     name: str
     digest: str
     unpacked: bool
+
+
+@dataclass(frozen=True)
+class CheckVerdict:
+    """Whether a pull would work, as far as the checks went."""
+
+    ok: bool
+    endpoint: str | None  # the endpoint a pull would use (None until endpoints are probed)
+    reason: str  # why not, or what was checked
+
+
+@dataclass(frozen=True)
+class HostsCheck:
+    """``pyctl hosts --check``: configuration findings, then (to come: issue 12, item 2) the
+    probes of each endpoint in pull order, and the verdict."""
+
+    registry: str
+    config: tuple[Finding, ...]
+    verdict: CheckVerdict
+    endpoints: tuple[()] = ()  # each endpoint's steps, once endpoints are probed
+
+    def as_dict(self) -> dict[str, object]:
+        """The ``--format json`` document: ``config``, ``endpoints``, ``verdict``."""
+        return {
+            "config": [f.as_dict() for f in self.config],
+            "endpoints": list(self.endpoints),
+            "verdict": {
+                "ok": self.verdict.ok,
+                "registry": self.registry,
+                "endpoint": self.verdict.endpoint,
+                "reason": self.verdict.reason,
+            },
+        }

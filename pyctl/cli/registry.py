@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from pyctl.cli.complete import complete_images, complete_registries
-from pyctl.cli.main import App, command
+from pyctl.cli.main import App, _one_line, command
 from pyctl.errors import PyctlError, UsageError, prefixed
 
 
@@ -175,9 +175,19 @@ def logout_cmd(app: App, server: str | None) -> None:
 @command("hosts")
 @click.argument("target", metavar="REF|HOST")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-@click.pass_obj
-def hosts_cmd(app: App, target: str, fmt: str) -> None:
+@click.option(
+    "--check",
+    is_flag=True,
+    help="diagnose: lint containerd's config and the hosts.toml / certs.d entries that apply "
+    "(exit 1 when something is wrong)",
+)
+@click.pass_context
+def hosts_cmd(ctx: click.Context, target: str, fmt: str, check: bool) -> None:
     """Explain the registry configuration that applies to an image or registry host."""
+    app: App = ctx.obj
+    if check:
+        _check(ctx, app, target, fmt)
+        return
     from pyctl.ops.registry import explain_hosts
 
     data = explain_hosts(_registry_config(app), target)
@@ -212,6 +222,26 @@ def hosts_cmd(app: App, target: str, fmt: str) -> None:
         lines.append(f"     credentials: {e['Credentials']}")
         lines.append(f"     from: {e['Source']}")
     click.echo("\n".join(lines))
+
+
+def _check(ctx: click.Context, app: App, target: str, fmt: str) -> None:
+    """``hosts --check``: the findings as a checklist (one line each, fix included), or one
+    JSON document; exit 1 when anything FAILs."""
+    from pyctl.ops.registry import check_hosts
+
+    report = check_hosts(app.settings, target)
+    if fmt == "json":
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        lines = [f"Registry: {report.registry}", "Configuration:"]
+        for f in report.config:
+            fix = f" — fix: {f.fix}" if f.fix else ""
+            lines.append(f"{f.severity!s:<4}  {f.where}  {f.message}{fix}")
+        lines.append("Endpoints: not probed")
+        lines.append(f"Verdict: {'ok' if report.verdict.ok else 'FAIL'}: {report.verdict.reason}")
+        click.echo("\n".join(_one_line(line) for line in lines))
+    if not report.verdict.ok:
+        ctx.exit(1)
 
 
 def _containerd_config_lines(data: dict[str, Any]) -> list[str]:

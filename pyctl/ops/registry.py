@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pyctl.config import Settings
 from pyctl.containerd import images
 from pyctl.containerd.client import Client, ContainerdNotFound
 from pyctl.containerd.store import ContainerdStore, LocalFirstSource, source_label_key
@@ -17,7 +18,7 @@ from pyctl.registry.connect import RegistryConfig
 from pyctl.registry.containerd_config import ContainerdConfig
 from pyctl.registry.hosts import registry_endpoint_hosts
 from pyctl.registry.store import RegistryDestination, RegistrySource
-from pyctl.results import PullResult, PushResult
+from pyctl.results import CheckVerdict, HostsCheck, PullResult, PushResult
 
 
 def _ref(text: str, verb: str) -> Reference:
@@ -232,6 +233,25 @@ def host_of(arg: str) -> str:
     if "/" not in arg and ("." in arg or ":" in arg or arg == "localhost"):
         return registry_host(arg)
     return _ref(arg, "hosts").domain
+
+
+def check_hosts(settings: Settings, arg: str) -> HostsCheck:
+    """``hosts --check``: the offline lint of the configuration that applies to ``arg``.
+
+    containerd's config is read by the lint itself, so a file containerd would not start with
+    is a finding rather than an error. Probing the endpoints is still to come.
+    """
+    from pyctl.registry.lint import Severity, lint
+
+    host = host_of(arg)
+    findings = tuple(lint(settings, host))
+    failed = [f for f in findings if f.severity is Severity.FAIL]
+    if failed:
+        n = len(failed)
+        reason = f"{n} configuration problem{'s' if n > 1 else ''}, the first at {failed[0].where}"
+    else:
+        reason = "the configuration has no problems (endpoints not probed)"
+    return HostsCheck(host, findings, CheckVerdict(not failed, None, reason))
 
 
 def explain_hosts(rc: RegistryConfig, arg: str) -> dict[str, Any]:

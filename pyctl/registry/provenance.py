@@ -69,6 +69,18 @@ def _near_misses(host: str, dirs: Sequence[str]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def near_misses(ref_host: str, dirs: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """(directory, the host it is for) of every directory under ``dirs`` for ``ref_host``'s
+    name with another port or none — whether or not a directory applied (see
+    :class:`HostsLookup` for the near misses of a lookup that found nothing)."""
+    return _near_misses(canonical_ref_host(ref_host), dirs)
+
+
+def dir_host(name: str) -> str:
+    """The registry host a hosts directory entry stands for (``HOST_PORT_`` is ``HOST:PORT``)."""
+    return _dir_host(name)
+
+
 def _kind(entry: RegistryHost) -> str:
     src = entry.source
     if src.endswith(os.sep + HOSTS_FILE):
