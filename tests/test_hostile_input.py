@@ -54,7 +54,9 @@ from pyctl.reference import (
 )
 from pyctl.registry.auth import DockerConfig, parse_token_response
 from pyctl.registry.client import Registry, RegistryError
-from pyctl.registry.hosts import RegistryHost, parse_hosts_toml, resolve_hosts
+from pyctl.registry.hosts.hosts_toml import parse_hosts_toml
+from pyctl.registry.hosts.model import RegistryHost
+from pyctl.registry.hosts.resolve import resolve_hosts
 from pyctl.render import Formatter
 
 # Every property must finish each example quickly: a slow one is a hang in the making.

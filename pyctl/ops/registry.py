@@ -15,8 +15,8 @@ from pyctl.oci import Descriptor, Index, is_index
 from pyctl.reference import Reference, parse_docker_ref
 from pyctl.registry.auth import DOCKER_HUB_KEY, Credential, auth_key
 from pyctl.registry.connect import RegistryConfig
-from pyctl.registry.containerd_config import ContainerdConfig
-from pyctl.registry.hosts import registry_endpoint_hosts
+from pyctl.registry.hosts.containerd_config import ContainerdConfig
+from pyctl.registry.hosts.model import registry_endpoint_hosts
 from pyctl.registry.store import RegistryDestination, RegistrySource
 
 

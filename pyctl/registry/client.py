@@ -43,8 +43,8 @@ from pyctl.registry.auth import (
     parse_www_authenticate,
     redact_headers,
 )
-from pyctl.registry.hosts import RegistryHost, registry_endpoint_hosts
-from pyctl.registry.provenance import HostsLookup, endpoint_from, tls_fix
+from pyctl.registry.hosts.model import RegistryHost, registry_endpoint_hosts
+from pyctl.registry.hosts.provenance import HostsLookup, endpoint_from, tls_fix
 from pyctl.registry.transport import (
     HTTP_ERRORS,
     TRANSPORT_ERRORS,

@@ -8,15 +8,11 @@ from dataclasses import dataclass
 from pyctl.config import Settings
 from pyctl.registry.auth import Credential, DockerConfig, cri_credential
 from pyctl.registry.client import Registry
-from pyctl.registry.containerd_config import ContainerdConfig, load_containerd_config
-from pyctl.registry.hosts import (
-    CriRegistryConfig,
-    RegistryHost,
-    cri_registry_config,
-    hosts_dirs,
-    resolve_hosts,
-    sources_text,
-)
+from pyctl.registry.hosts.certsd import hosts_dirs
+from pyctl.registry.hosts.containerd_config import ContainerdConfig, load_containerd_config
+from pyctl.registry.hosts.cri import cri_registry_config
+from pyctl.registry.hosts.model import CriRegistryConfig, RegistryHost, sources_text
+from pyctl.registry.hosts.resolve import resolve_hosts
 
 
 @dataclass

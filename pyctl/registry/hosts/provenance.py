@@ -12,15 +12,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pyctl.registry.hosts import (
-    DEFAULT_DIR,
-    HOSTS_FILE,
-    RegistryHost,
-    canonical_ref_host,
-    host_dir_candidates,
-    lookup_host_dir,
-    split_host_port,
-)
+from pyctl.registry.hosts.certsd import host_dir_candidates, lookup_host_dir
+from pyctl.registry.hosts.golang import split_host_port
+from pyctl.registry.hosts.model import DEFAULT_DIR, HOSTS_FILE, RegistryHost, canonical_ref_host
 
 
 @dataclass(frozen=True)
@@ -158,3 +152,4 @@ def tls_fix(entry: RegistryHost, lookup: HostsLookup | None) -> str:
 def endpoint_from(entry: RegistryHost, lookup: HostsLookup | None) -> str:
     """A suffix for connection and auth failures: the configuration that gave ``entry``."""
     return f"endpoint {entry.scheme}://{entry.host} from {applied_config(entry, lookup)}"
+
