@@ -592,12 +592,49 @@ def test_store_rejects_unusable_credentials(tmp_path: Path) -> None:
 def test_store_unchanged_does_not_rewrite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = DockerConfig.load(str(tmp_path / "config.json"))
     cfg.store("h.example", Credential("u", "p"))
-    saves: list[int] = []
-    monkeypatch.setattr(DockerConfig, "save", lambda self: saves.append(1))
+    replaced: list[object] = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda *a: replaced.append(a) or real_replace(*a))
     cfg.store("h.example", Credential("u", "p"))
-    assert saves == []
+    assert replaced == []
     cfg.store("h.example", Credential("u", "p2"))
-    assert saves == [1]
+    assert len(replaced) == 1
+
+
+def _store_one(path: str, host: str) -> None:
+    DockerConfig.load(path).store(host, Credential("u", host))
+
+
+def test_writers_at_once_lose_nothing(tmp_path: Path) -> None:
+    """Processes that each loaded the file before any of them wrote it (logins running at
+    once) all land: each write re-reads the file under the lock."""
+    import multiprocessing
+
+    path = write_config(tmp_path, {"auths": {"kept.example": {"auth": b64("k:p")}}})
+    hosts = [f"r{i}.example" for i in range(12)]
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_store_one, args=(path, h)) for h in hosts]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0] * len(hosts)
+    auths = json.loads(Path(path).read_text())["auths"]
+    assert sorted(auths) == sorted([*hosts, "kept.example"])
+    assert all(auths[h] == {"auth": b64(f"u:{h}")} for h in hosts)
+    assert leftovers(tmp_path) == []  # no lock file, no temporary file
+
+
+def test_a_writer_changes_only_its_entry(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"auths": {}})
+    early = DockerConfig.load(path)  # loaded before the other writes
+    DockerConfig.load(path).store("other.example", Credential("o", "p"))
+    early.store("mine.example", Credential("m", "p"))
+    assert sorted(json.loads(Path(path).read_text())["auths"]) == ["mine.example", "other.example"]
+    assert early.get("other.example") is not None  # it sees the file as it is now
+    DockerConfig.load(path).erase("other.example")
+    early.erase("mine.example")
+    assert json.loads(Path(path).read_text())["auths"] == {}
 
 
 def test_erase_from_file_removes_every_matching_key(tmp_path: Path) -> None:
@@ -635,7 +672,7 @@ def test_erase_docker_hub(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# save(): atomic writes
+# Writes: locked, atomic
 # ---------------------------------------------------------------------------------------------
 
 
@@ -651,14 +688,13 @@ def test_save_new_file_mode_0600_and_creates_dir(tmp_path: Path) -> None:
     old = os.umask(0)
     try:
         path = tmp_path / "new" / "deeper" / "config.json"
-        cfg = DockerConfig(str(path), {"auths": {}})
-        cfg.save()
+        DockerConfig.load(str(path)).store("h.example", Credential("u", "p"))
     finally:
         os.umask(old)
     assert mode_of(path) == 0o600
     assert mode_of(path.parent) == 0o700
-    assert json.loads(path.read_text()) == {"auths": {}}
-    assert path.read_text() == '{\n\t"auths": {}\n}'
+    assert json.loads(path.read_text()) == {"auths": {"h.example": {"auth": b64("u:p")}}}
+    assert path.read_text().startswith('{\n\t"auths": {\n\t\t"h.example": {')
     assert leftovers(path.parent) == []
 
 
@@ -777,7 +813,7 @@ def test_save_cannot_create_directory(tmp_path: Path) -> None:
     blocker.write_text("")
     cfg = DockerConfig(str(blocker / "sub" / "config.json"), {})
     with pytest.raises(ConfigError, match="writing config file"):
-        cfg.save()
+        cfg.store("h.example", Credential("u", "p"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 * Docker's ``config.json`` (``auths``, ``credsStore``, ``credHelpers``), read and written the way
   ``docker login`` / ``nerdctl login`` do, including the ``docker-credential-*`` helper protocol
-  (the secret travels on the helper's stdin, never in its argv).
+  (the secret travels on the helper's stdin, never in its argv). Every write takes an exclusive
+  lock (``flock`` on a lock file beside the file), reads the file again, changes one entry and
+  replaces the file atomically: logins running at once all land.
 * Credentials from the CRI plugin's ``auth`` section (duck-typed, see :func:`cri_credential`).
 * ``WWW-Authenticate`` challenges, bearer-token responses and token scopes.
 * Redaction of secrets for ``--debug`` logging.
@@ -16,13 +18,14 @@ import base64
 import binascii
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -322,29 +325,13 @@ class DockerConfig:
         empty config; unreadable or malformed → :class:`ConfigError`."""
         if path is None:
             path = docker_config_path()
-        try:
-            with open(path, "rb") as f:
-                raw = f.read()
-        except FileNotFoundError:
-            return cls(path)
-        except OSError as exc:
-            raise ConfigError(f"reading config file {path}: {exc.strerror or exc}") from None
-        try:
-            text = raw.decode("utf-8-sig")
-            data = json.loads(text) if text.strip() else {}
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise ConfigError(f"parsing config file {path}: {exc}") from None
-        problem = _validate(data)
-        if problem:
-            raise ConfigError(f"parsing config file {path}: {problem}")
-        return cls(path, data)
+        return cls(path, _read(path))
 
     # accessors -------------------------------------------------------------------------------
 
     @property
     def auths(self) -> dict[str, Any]:
-        auths = self.data.get("auths")
-        return auths if isinstance(auths, dict) else {}
+        return _auths(self.data)
 
     @property
     def creds_store(self) -> str | None:
@@ -396,20 +383,11 @@ class DockerConfig:
         helper = self.helper_for(host)
         if helper is not None:
             return self._helper_get(helper, host)
-        for key in self._matching_keys(host):
+        for key in _matching_keys(self.auths, host):
             cred = self._entry_credential(key)
             if cred is not None:
                 return cred
         return None
-
-    def _matching_keys(self, host: str) -> list[str]:
-        auths = self.auths
-        exact = [k for k in _lookup_keys(host) if k in auths]
-        wanted = set(_equivalent_hosts(host))
-        rest = sorted(
-            k for k in auths if k not in exact and convert_to_hostname(k).lower() in wanted
-        )
-        return exact + rest
 
     def _entry_credential(self, key: str) -> Credential | None:
         entry = self.auths.get(key)
@@ -491,7 +469,7 @@ class DockerConfig:
             payload = json.dumps({"ServerURL": key, "Username": username, "Secret": cred.secret})
             self._run_helper(helper, "store", payload)
             # Like docker's native store: keep a secret-less entry so the registry is listed.
-            self._set_entry(key, {})
+            self._update(lambda doc: _set_entry(doc, key, {}))
             return f"credential helper {_helper_program(helper)}"
         entry: dict[str, str] = {}
         if cred.identity_token:
@@ -500,28 +478,8 @@ class DockerConfig:
             entry["identitytoken"] = cred.secret
         else:
             entry["auth"] = _encode_auth_field(cred.username, cred.secret)
-        self._set_entry(key, entry)
+        self._update(lambda doc: _set_entry(doc, key, entry))
         return self.path
-
-    def _set_entry(self, key: str, entry: dict[str, str]) -> None:
-        auths = self.auths
-        if key in auths and auths[key] == entry:
-            return  # unchanged: don't rewrite the file (docker's file store does the same)
-        self._replace_auths({**auths, key: entry})
-
-    def _replace_auths(self, auths: dict[str, Any]) -> None:
-        """Set ``auths`` and save; on failure the in-memory document is restored too."""
-        missing = "auths" not in self.data
-        old = self.data.get("auths")
-        self.data["auths"] = auths
-        try:
-            self.save()
-        except BaseException:
-            if missing:
-                del self.data["auths"]
-            else:
-                self.data["auths"] = old
-            raise
 
     def erase(self, server: str) -> bool:
         """Forget the credentials for ``server``: in its helper, and every ``auths`` entry a
@@ -530,64 +488,156 @@ class DockerConfig:
         helper = self.helper_for(server)
         if helper is not None:
             removed = self._run_helper(helper, "erase", auth_key(server)) is not None
-        auths = self.auths
-        doomed = set(self._matching_keys(server))
-        if doomed:
-            self._replace_auths({k: v for k, v in auths.items() if k not in doomed})
-            removed = True
-        return removed
+        if not _matching_keys(self.auths, server):
+            return removed  # nothing of it in the file: no need to write it
 
-    def save(self) -> None:
-        """Write the document atomically (docker's ``configfile.Save``).
+        def forget(doc: dict[str, Any]) -> bool:
+            doomed = set(_matching_keys(_auths(doc), server))
+            if doomed:
+                doc["auths"] = {k: v for k, v in _auths(doc).items() if k not in doomed}
+            return bool(doomed)
 
-        A symlinked config.json is written through to its target (a dangling link creates the
-        target). The new file is mode 0600 and keeps the existing file's owner. Written to a
-        temporary file in the same directory, fsynced, then renamed over the target; on any
-        failure the original file is untouched and the temporary file removed.
-        """
+        return self._update(forget) or removed
+
+    def _update(self, change: Callable[[dict[str, Any]], bool]) -> bool:
+        """Apply ``change`` to the file as it is now, under the lock, and write it back when
+        ``change`` says it changed something. The document in memory becomes the file's."""
         target = os.path.realpath(self.path) if os.path.islink(self.path) else self.path
         shown = self.path if target == self.path else f"{self.path} (-> {target})"
-        content = json.dumps(self.data, indent="\t", ensure_ascii=False).encode("utf-8")
-        tmp: str | None = None
-        fd = -1
         try:
+            # A dangling link creates its target, where the link says.
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
-            directory = os.path.dirname(os.path.abspath(target))
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            owner = None
-            try:
-                st = os.stat(target)
-            except FileNotFoundError:
-                pass
-            else:
-                if st.st_uid > 0 and st.st_gid > 0:
-                    owner = (st.st_uid, st.st_gid)
-            fd, tmp = tempfile.mkstemp(prefix=os.path.basename(target) + ".", dir=directory)
-            view = memoryview(content)
-            while view:
-                written = os.write(fd, view)
-                if written <= 0:
-                    raise OSError(errno.EIO, "short write")
-                view = view[written:]
-            os.fchmod(fd, 0o600)  # SPEC: 0600, even where an older file was looser
-            if owner is not None:
-                with contextlib.suppress(OSError):
-                    os.fchown(fd, *owner)
-            os.fsync(fd)
-            os.close(fd)
-            fd = -1
-            os.replace(tmp, target)
-            tmp = None
-            _fsync_dir(directory)
+            os.makedirs(os.path.dirname(os.path.abspath(target)), mode=0o700, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"writing config file {shown}: {exc.strerror or exc}") from None
-        finally:
-            if fd != -1:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+        with _locked(target + ".lock", shown):
+            doc = _read(self.path)
+            changed = change(doc)
+            if changed:
+                _replace(target, shown, json.dumps(doc, indent="\t", ensure_ascii=False))
+            self.data = doc
+        return changed
+
+
+def _auths(doc: Mapping[str, Any]) -> dict[str, Any]:
+    auths = doc.get("auths")
+    return auths if isinstance(auths, dict) else {}
+
+
+def _set_entry(doc: dict[str, Any], key: str, entry: dict[str, str]) -> bool:
+    auths = _auths(doc)
+    if key in auths and auths[key] == entry:
+        return False  # unchanged: don't rewrite the file (docker's file store does the same)
+    doc["auths"] = {**auths, key: entry}
+    return True
+
+
+def _matching_keys(auths: Mapping[str, Any], host: str) -> list[str]:
+    """The ``auths`` keys a lookup for ``host`` uses: exact spellings first, then any key whose
+    hostname matches (sorted)."""
+    exact = [k for k in _lookup_keys(host) if k in auths]
+    wanted = set(_equivalent_hosts(host))
+    rest = sorted(k for k in auths if k not in exact and convert_to_hostname(k).lower() in wanted)
+    return exact + rest
+
+
+def _read(path: str) -> dict[str, Any]:
+    """The document at ``path``: {} when it is missing or empty."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"reading config file {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+        data = json.loads(text) if text.strip() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ConfigError(f"parsing config file {path}: {exc}") from None
+    problem = _validate(data)
+    if problem:
+        raise ConfigError(f"parsing config file {path}: {problem}")
+    assert isinstance(data, dict)
+    return data
+
+
+@contextlib.contextmanager
+def _locked(lock_path: str, shown: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path``; the file is removed when released.
+
+    A writer that waited for the lock checks that the file it locked is still the one at
+    ``lock_path`` (the holder before it removed that one), and tries again when it is not:
+    so only one process at a time holds the lock that counts."""
+    while True:
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise ConfigError(f"writing config file {shown}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            mine = os.fstat(fd)
+            try:
+                now = os.stat(lock_path)
+            except FileNotFoundError:
+                now = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path)
+        os.close(fd)
+
+
+def _replace(target: str, shown: str, text: str) -> None:
+    """Write ``target`` atomically (docker's ``configfile.Save``): a temporary file in the
+    same directory, mode 0600 and the existing file's owner, fsynced, renamed over it. On any
+    failure the original file is untouched and the temporary file removed."""
+    content = text.encode("utf-8")
+    directory = os.path.dirname(os.path.abspath(target))
+    tmp: str | None = None
+    fd = -1
+    try:
+        owner = None
+        try:
+            st = os.stat(target)
+        except FileNotFoundError:
+            pass
+        else:
+            if st.st_uid > 0 and st.st_gid > 0:
+                owner = (st.st_uid, st.st_gid)
+        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(target) + ".", dir=directory)
+        view = memoryview(content)
+        while view:
+            written = os.write(fd, view)
+            if written <= 0:
+                raise OSError(errno.EIO, "short write")
+            view = view[written:]
+        os.fchmod(fd, 0o600)  # SPEC: 0600, even where an older file was looser
+        if owner is not None:
+            with contextlib.suppress(OSError):
+                os.fchown(fd, *owner)
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, target)
+        tmp = None
+        _fsync_dir(directory)
+    except OSError as exc:
+        raise ConfigError(f"writing config file {shown}: {exc.strerror or exc}") from None
+    finally:
+        if fd != -1:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def _fsync_dir(directory: str) -> None:
