@@ -146,7 +146,7 @@ def login_cmd(
                 "(use --username and --password-stdin)"
             )
         if not username:
-            existing = rc.docker.get(host)
+            existing = rc.docker.resolve(host)
             default = existing.username if existing and existing.username else None
             username = click.prompt("Username", default=default, err=True)
         if not password:

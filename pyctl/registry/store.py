@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from pyctl.copy import Plan, Progress, Source
+from pyctl.errors import RegistryError
 from pyctl.oci import Descriptor, is_index, is_layer, is_manifest
-from pyctl.registry.client import Registry, RegistryError
+from pyctl.registry.distribution import Repository
 
 
 class RegistrySource:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Repository) -> None:
         self.registry = registry
 
     def read(self, desc: Descriptor) -> bytes:
@@ -31,7 +32,7 @@ class RegistryDestination:
 
     def __init__(
         self,
-        registry: Registry,
+        registry: Repository,
         tag: str | None,
         *,
         mount_from: Mapping[str, Sequence[str]] | None = None,
