@@ -79,7 +79,14 @@ def pull(
                 source_repo=ref.path,
                 names=[name],
             )
-            stats = copy(source, store, the_plan, concurrency=concurrency, progress=progress)
+            stats = copy(
+                source,
+                store,
+                the_plan,
+                concurrency=concurrency,
+                progress=progress,
+                observer=store,  # leases and unpacking
+            )
     finally:
         registry.close()
     return PullResult(
@@ -153,8 +160,7 @@ def push(
     filt = default_filter(platforms, False) if platforms else None
     root, root_filter = _push_root(store, record.target, filt, all_platforms)
     the_plan = plan(store, root, root_filter)
-    blobs = [root, *(n.desc for n in the_plan.manifests)]
-    blobs += [d for d, _ in the_plan.configs()] + the_plan.layers()
+    blobs = the_plan.descriptors()
     labels = store.info_labels(d.digest for d in blobs)
     missing = [d.digest for d in the_plan.layers() if d.digest not in labels]
     if missing:
@@ -168,7 +174,7 @@ def push(
     }
     registry = rc.repository(ref.domain, ref.path, push=True, pool=max(8, concurrency + 2))
     try:
-        dest = RegistryDestination(registry, ref.tag, mount_from=mount_from)
+        dest = RegistryDestination(registry, the_plan.root, ref.tag, mount_from=mount_from)
         stats = copy(store, dest, the_plan, concurrency=concurrency, progress=progress)
     finally:
         registry.close()
