@@ -48,7 +48,6 @@ from pyctl.oci import (
 )
 from pyctl.reference import (
     parse,
-    parse_any_reference,
     parse_docker_ref,
     parse_normalized_named,
 )
@@ -96,7 +95,7 @@ references = (
 @example(("a" * 30 + ".") * 60 + "/")
 @example("sha256:" + "a" * 64)
 def test_references_parse_or_raise_invalid_reference(text: str) -> None:
-    for fn in (parse, parse_normalized_named, parse_docker_ref, parse_any_reference):
+    for fn in (parse, parse_normalized_named, parse_docker_ref):
         try:
             ref = fn(text)
         except InvalidReferenceError as exc:

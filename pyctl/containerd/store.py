@@ -125,7 +125,7 @@ class ContainerdStore:
         *,
         snapshotter: str = "overlayfs",
         unpack: str = "auto",
-        source_host: str | None = None,
+        source_hostname: str | None = None,
         source_repo: str | None = None,
         names: Sequence[str] = (),
         record_labels: Mapping[str, str] | None = None,
@@ -134,8 +134,8 @@ class ContainerdStore:
         self.snapshotter = snapshotter
         self.unpack_mode = unpack
         self.source_label = (
-            (source_label_key(source_host), source_repo)
-            if source_host and source_repo
+            (source_label_key(source_hostname), source_repo)
+            if source_hostname and source_repo
             else None
         )
         self.names = list(names)
@@ -332,9 +332,10 @@ class ContainerdStore:
                 wanted[desc.digest] = update
         _update_many(self.client, wanted)
 
-    def add_source(self, digests: Iterable[str], host: str, repo: str) -> None:
-        """After a push: remember that these blobs are now also in ``host/repo``."""
-        key = source_label_key(host)
+    def add_source(self, digests: Iterable[str], hostname: str, repo: str) -> None:
+        """After a push: remember that these blobs are now also in ``repo`` of the registry
+        on ``hostname``."""
+        key = source_label_key(hostname)
         have = self.info_labels(digests)
         wanted = {}
         for d, labels in have.items():
@@ -364,11 +365,7 @@ def _update_many(client: Client, wanted: Mapping[str, Mapping[str, str]]) -> Non
             client.result(fut)
 
 
-def source_label_key(host: str) -> str:
-    """``containerd.io/distribution.source.<host>``; the key drops the port
-    (``myreg:5000`` → ``myreg``), as containerd does."""
-    if host.startswith("["):
-        name = host[1 : host.index("]")] if "]" in host else host
-    else:
-        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    return SOURCE_LABEL_PREFIX + name
+def source_label_key(hostname: str) -> str:
+    """``containerd.io/distribution.source.<hostname>``: containerd names the registry by its
+    host name alone, without the port (``myreg`` for ``myreg:5000``)."""
+    return SOURCE_LABEL_PREFIX + hostname

@@ -34,7 +34,6 @@ from pyctl.ops.catalog import (
 from pyctl.reference import parse_docker_ref, parse_normalized_named, parse_repo_tag
 from pyctl.render import go_time, human_size, time_since
 
-CRI_MANAGED_LABEL = "io.cri-containerd.image"
 CRI_PINNED_LABEL = "io.cri-containerd.pinned"
 
 IMAGE_COLUMNS = [

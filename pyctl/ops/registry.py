@@ -23,6 +23,7 @@ from pyctl.registry.connect import RegistryConfig
 from pyctl.registry.credentials import Credential
 from pyctl.registry.credentials.keys import DOCKER_HUB_KEY, auth_key
 from pyctl.registry.hosts.containerd_config import ContainerdConfig
+from pyctl.registry.hosts.golang import split_host_port
 from pyctl.registry.hosts.model import registry_endpoint_hosts
 from pyctl.registry.store import RegistryDestination, RegistrySource
 
@@ -75,7 +76,7 @@ def pull(
                 client,
                 snapshotter=rc.settings.snapshotter,
                 unpack=unpack,
-                source_host=ref.domain,
+                source_hostname=split_host_port(ref.domain)[0],
                 source_repo=ref.path,
                 names=[name],
             )
@@ -167,7 +168,8 @@ def push(
         raise PyctlError(
             f"push {ref_text}: layer {missing[0]} is not in containerd (pull the image again)"
         )
-    key = source_label_key(ref.domain)
+    hostname = split_host_port(ref.domain)[0]
+    key = source_label_key(hostname)
     mount_from = {
         d: [r for r in lab.get(key, "").split(",") if r and r != ref.path]
         for d, lab in labels.items()
@@ -178,7 +180,7 @@ def push(
         stats = copy(store, dest, the_plan, concurrency=concurrency, progress=progress)
     finally:
         registry.close()
-    store.add_source([d.digest for d in blobs], ref.domain, ref.path)
+    store.add_source([d.digest for d in blobs], hostname, ref.path)
     return PushResult(
         reference=name,
         tag=ref.tag or root.digest,

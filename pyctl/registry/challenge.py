@@ -36,10 +36,6 @@ class Challenge:
     def error(self) -> str | None:
         return self.params.get("error")
 
-    @property
-    def error_description(self) -> str | None:
-        return self.params.get("error_description")
-
 
 _TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _WS = " \t\r\n"

@@ -109,9 +109,6 @@ class RegistryDestination:
         self.registry.upload_blob(self.host, desc, lambda: [data])
         self.uploaded.append(desc.digest)
 
-    def blob_ready(self, desc: Descriptor) -> None:
-        pass
-
     def commit(self, plan: Plan) -> None:
         if (
             self.tag
