@@ -6,6 +6,10 @@ A :class:`Repository` tries the endpoints of its registry in hosts.toml order (m
 the server) and sends every request through the retry policy (:mod:`pyctl.registry.retry`)
 with the auth flow for that request's scope (:mod:`pyctl.registry.auth`): the repository's
 pull (or pull,push) scope, and for a mount pull on the source repository as well.
+
+Some 600 lines, on purpose: the whole API of one repository is one class, as in containerd's
+``remotes/docker`` and go-containerregistry's ``remote``; split by direction, pull and push
+would share its endpoints, URLs and scope from another file.
 """
 
 from __future__ import annotations
