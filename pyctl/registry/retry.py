@@ -268,8 +268,9 @@ class Sender:
     ) -> str:
         if peer:
             return f"{peer}: {describe(exc, url)}"
-        reason = describe(exc, url, host.client, tls_fix=self.provenance.tls_fix(host))
-        if self.provenance.tls_fix(host) not in reason:  # the fix names the configuration
+        fix = self.provenance.tls_fix(host)
+        reason = describe(exc, url, host.client, tls_fix=fix)
+        if fix not in reason:  # the fix names the configuration
             reason += f" ({self.provenance.where(host)})"
         if attempts > 1:
             reason += f" (gave up after {attempts} attempts)"
