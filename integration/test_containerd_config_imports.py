@@ -33,7 +33,7 @@ from integration.images import Archive
 from integration.registry_helpers import Skopeo, assert_pulled, hosts_json
 from integration.testbed import Containerd, ContainerdBinaries
 from pyctl.errors import ConfigError
-from pyctl.registry.containerd_config import Rules, load_containerd_config
+from pyctl.registry.hosts.containerd_config import Rules, load_containerd_config
 
 HARBOR = "harbor.local"
 CRI2 = 'plugins."io.containerd.grpc.v1.cri"'

@@ -10,8 +10,8 @@ import requests
 
 from integration.testbed import Registry
 from pyctl.oci import Descriptor
-from pyctl.registry.client import Registry as Client
-from pyctl.registry.hosts import resolve_hosts
+from pyctl.registry.distribution import Repository as Client
+from pyctl.registry.hosts.resolve import resolve_hosts
 
 
 def _client(registry: Registry, repo: str) -> Client:

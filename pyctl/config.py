@@ -42,10 +42,6 @@ class Settings:
     # Where each value came from ("flag", "env", "config", "default"); for `info` and tests.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
-    @property
-    def address_url(self) -> str:
-        return "unix://" + self.address
-
 
 # key -> (python type, environment variable or None)
 _KEYS: dict[str, tuple[type, str | None]] = {

@@ -7,18 +7,22 @@ pull, push, import and export are all ``plan`` + ``copy`` with different stores:
    documents from the source once and verifying each against its descriptor.
 2. ``copy`` asks the destination which blobs it lacks, writes configs, then the layers
    concurrently (bounded pool, earliest layers first, each one streamed and verified by the
-   destination; staggered so they land in order when the destination unpacks), tells the
-   destination as each layer lands (so containerd can unpack while later layers are still
-   moving), then the manifests and the index, children first, and
-   finally lets the destination ``commit`` (register the image, tag it).
+   destination), then the manifests and the index, children first, and finally lets the
+   destination ``commit`` (register the image, tag it).
+
+A destination needs four methods (:class:`Destination`). One that also wants to watch the copy
+(containerd's store: it holds the blobs under its lease and unpacks each layer as it lands,
+while later layers are still moving) is passed as the ``observer`` too (:class:`Observer`);
+the layers are then staggered so that they land in order.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 from pyctl.errors import PyctlError
@@ -35,6 +39,16 @@ from pyctl.oci import (
     platform_rank,
     sha256_digest,
 )
+
+
+class Written(StrEnum):
+    """What a destination did with a blob (the values are the words progress shows)."""
+
+    COPIED = "done"
+    EXISTED = "exists"  # the destination had it already
+    UPLOADED = "pushed"
+    MOUNTED = "mounted"  # a registry took it from another repository of its own
+    QUEUED = "queued"  # noted, to be written later (an archive writes its tar at the end)
 
 
 class Progress(Protocol):
@@ -108,6 +122,17 @@ class Plan:
 
     def blob_size(self) -> int:
         return sum(d.size for d in self.layers()) + sum(d.size for d, _ in self.configs())
+
+    def documents(self) -> list[tuple[Descriptor, bytes]]:
+        """The manifests, then the index (when the root is one): children first."""
+        docs = [(n.desc, n.data) for n in self.manifests]
+        if self.index is not None:
+            docs.append((self.root, self.root_data))
+        return docs
+
+    def descriptors(self) -> list[Descriptor]:
+        """Everything the image is made of: configs, layers, manifests, the index."""
+        return [d for d, _ in self.configs()] + self.layers() + [d for d, _ in self.documents()]
 
 
 @dataclass(frozen=True)
@@ -200,38 +225,64 @@ def _verify(desc: Descriptor, data: bytes) -> None:
 
 
 class Destination(Protocol):
-    def prepare(self, plan: Plan) -> None:
-        """Called once before anything moves (e.g. to start unpack workers)."""
-        ...
-
     def missing(self, descs: Sequence[Descriptor]) -> set[str]:
         """Digests among ``descs`` the destination does not have yet."""
         ...
 
-    def write_blob(self, desc: Descriptor, source: Source, progress: Progress) -> str:
-        """Copy one blob (layer or config) from the source; returns a status word."""
+    def write_blob(self, desc: Descriptor, source: Source, progress: Progress) -> Written:
+        """Copy one blob (a layer) from the source, verified."""
         ...
 
     def write_document(self, desc: Descriptor, data: bytes) -> None:
         """Store a small document (config, manifest, index) given whole."""
         ...
 
-    def blob_ready(self, desc: Descriptor) -> None:
-        """``desc`` is now in the destination (written or already there)."""
-        ...
-
     def commit(self, plan: Plan) -> None:
         """Everything is copied: register / tag."""
         ...
 
-    def abort(self) -> None:
-        """The copy failed: stop background work."""
-        ...
 
-    def consumes_in_order(self) -> bool:
+class Observer(Protocol):
+    """Watches a copy as it goes (optional; containerd's store is one)."""
+
+    @property
+    def in_order(self) -> bool:
         """Whether layers are used in order as they land (unpack): the engine then staggers
         their starts so that they land in order."""
         ...
+
+    def started(self, plan: Plan) -> None:
+        """Before anything is looked up or moved (hold the blobs, start background work)."""
+        ...
+
+    def landed(self, desc: Descriptor) -> None:
+        """``desc`` is now in the destination (written or there already)."""
+        ...
+
+    def finishing(self) -> None:
+        """Everything is copied, the destination is about to commit: finish background work
+        (its failure fails the copy)."""
+        ...
+
+    def failed(self) -> None:
+        """The copy failed: stop background work."""
+        ...
+
+
+class _NoObserver:
+    in_order = False
+
+    def started(self, plan: Plan) -> None:
+        pass
+
+    def landed(self, desc: Descriptor) -> None:
+        pass
+
+    def finishing(self) -> None:
+        pass
+
+    def failed(self) -> None:
+        pass
 
 
 @dataclass
@@ -247,44 +298,37 @@ def copy(
     *,
     concurrency: int = 3,
     progress: Progress | None = None,
-    before_commit: Callable[[], None] | None = None,
+    observer: Observer | None = None,
 ) -> CopyStats:
     progress = progress or NoProgress()
+    watch: Observer = observer or _NoObserver()
     stats = CopyStats()
     layers = the_plan.layers()
-    configs = the_plan.configs()
-    documents = [(n.desc, n.data) for n in the_plan.manifests]
-    if the_plan.index is not None:
-        documents.append((the_plan.root, the_plan.root_data))
-    everything = [d for d, _ in configs] + layers + [d for d, _ in documents]
-    missing = dest.missing(everything)
     try:
-        dest.prepare(the_plan)
-        for desc, data in configs:
+        watch.started(the_plan)
+        missing = dest.missing(the_plan.descriptors())
+        for desc, data in the_plan.configs():
             if desc.digest in missing:
                 progress.start(desc, "config")
                 dest.write_document(desc, data)
                 stats.written.append(desc.digest)
-                progress.done(desc, "done")
-            dest.blob_ready(desc)
+                progress.done(desc, Written.COPIED)
+            watch.landed(desc)
         for desc in layers:
             if desc.digest not in missing:
                 stats.existing.append(desc.digest)
-                progress.done(desc, "exists")
-                dest.blob_ready(desc)
+                progress.done(desc, Written.EXISTED)
+                watch.landed(desc)
         todo = [d for d in layers if d.digest in missing]
-        _transfer(
-            source, dest, todo, concurrency, progress, stats, staggered=dest.consumes_in_order()
-        )
-        for desc, data in documents:
+        _transfer(source, dest, todo, concurrency, progress, stats, watch)
+        for desc, data in the_plan.documents():
             if desc.digest in missing:
                 dest.write_document(desc, data)
-            dest.blob_ready(desc)
-        if before_commit is not None:
-            before_commit()
+            watch.landed(desc)
+        watch.finishing()
         dest.commit(the_plan)
     except BaseException:
-        dest.abort()
+        watch.failed()
         raise
     return stats
 
@@ -296,27 +340,26 @@ def _transfer(
     concurrency: int,
     progress: Progress,
     stats: CopyStats,
-    *,
-    staggered: bool = False,
+    watch: Observer,
 ) -> None:
     """Write ``todo`` with at most ``concurrency`` blobs in flight, earliest first.
 
-    ``staggered``: a blob starts only once the one before it is half written (or done), so the
-    blobs land in order instead of all at the end together: a destination that consumes them in
-    order (unpack) can start on the first one early and keep pace, rather than unpacking
-    everything after the last byte arrived. On a busy machine that is the shorter pull; on a
-    slow network it still keeps several downloads going."""
+    When the observer uses the layers in order (unpack), a blob starts only once the one
+    before it is half written (or done), so the blobs land in order instead of all at the end
+    together: the observer can start on the first one early and keep pace, rather than
+    unpacking everything after the last byte arrived. On a busy machine that is the shorter
+    pull; on a slow network it still keeps several downloads going."""
     if not todo:
         return
     if concurrency <= 1 or len(todo) == 1:
         for desc in todo:
-            _one(source, dest, desc, progress, stats)
+            _one(source, dest, desc, progress, stats, watch)
         return
     from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
     lock = threading.Lock()
     cancelled = threading.Event()
-    gate = _Stagger(todo, progress, cancelled) if staggered else None
+    gate = _Stagger(todo, progress, cancelled) if watch.in_order else None
     counting: Progress = gate if gate is not None else progress
 
     def work(index: int, desc: Descriptor) -> None:
@@ -333,9 +376,9 @@ def _transfer(
             if gate is not None:
                 gate.finished(index)
         with lock:
-            (stats.existing if status == "exists" else stats.written).append(desc.digest)
+            (stats.existing if status is Written.EXISTED else stats.written).append(desc.digest)
         progress.done(desc, status)
-        dest.blob_ready(desc)
+        watch.landed(desc)
 
     def cancel() -> None:
         cancelled.set()
@@ -432,12 +475,17 @@ class _Stagger:
 
 
 def _one(
-    source: Source, dest: Destination, desc: Descriptor, progress: Progress, stats: CopyStats
+    source: Source,
+    dest: Destination,
+    desc: Descriptor,
+    progress: Progress,
+    stats: CopyStats,
+    watch: Observer,
 ) -> None:
     status = dest.write_blob(desc, source, progress)
-    (stats.existing if status == "exists" else stats.written).append(desc.digest)
+    (stats.existing if status is Written.EXISTED else stats.written).append(desc.digest)
     progress.done(desc, status)
-    dest.blob_ready(desc)
+    watch.landed(desc)
 
 
 def default_filter(platforms: Sequence[str], all_platforms: bool) -> PlatformFilter:

@@ -53,6 +53,40 @@ class UnreachableError(PyctlError):
     """containerd (or a registry) cannot be reached."""
 
 
+class RegistryError(PyctlError):
+    """A registry answered with an error, or could not be reached. ``status`` is the HTTP
+    status of the answer (0: none), ``code`` the distribution error code (``MANIFEST_UNKNOWN``,
+    ``DENIED``, ...) when it sent one."""
+
+    def __init__(self, message: str, status: int = 0, code: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class RegistryNotFound(RegistryError, NotFoundError):
+    """The registry answered 404: no such repository, tag, manifest or blob."""
+
+
+class RegistryUnreachable(RegistryError, UnreachableError):
+    """No answer from a registry (or its token server): the connection, TLS or the name
+    lookup failed. The next endpoint may do."""
+
+
+class CredentialHelperError(PyctlError):
+    """A ``docker-credential-*`` helper failed (or is missing)."""
+
+    def __init__(self, message: str, helper: str, action: str, output: str = "") -> None:
+        super().__init__(message)
+        self.helper = helper
+        self.action = action
+        self.output = output
+
+
+class CredentialsNotFound(CredentialHelperError):
+    """The helper has no credentials for the server (its standard answer to get / erase)."""
+
+
 class FormatError(PyctlError):
     """A --format template is invalid or cannot be rendered."""
 

@@ -20,7 +20,6 @@ from pyctl.errors import PyctlError
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -28,7 +27,6 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
@@ -69,13 +67,19 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def is_digest(value: object) -> bool:
+    """A digest pyctl can verify: ``sha256:`` and 64 lowercase hex digits (pyctl verifies
+    sha256 only, as its references do)."""
+    return isinstance(value, str) and _DIGEST_RE.fullmatch(value) is not None
+
+
 def digest_problem(digest: object) -> str | None:
-    """Why ``digest`` is not a digest pyctl can verify (None when it is one): ``sha256:`` and
-    64 lowercase hex digits (pyctl verifies sha256 only, as its references do). Digests end up
-    in URLs and ingest refs, so anything else is refused before it is used."""
+    """Why ``digest`` is not a digest pyctl can verify (None when it is one, see
+    :func:`is_digest`). Digests end up in URLs and ingest refs, so anything else is refused
+    before it is used."""
     if not isinstance(digest, str):
         return "the digest is not a string"
-    if _DIGEST_RE.fullmatch(digest):
+    if is_digest(digest):
         return None
     algorithm, sep, _ = digest.partition(":")
     if sep and algorithm in ("sha384", "sha512"):
@@ -85,13 +89,6 @@ def digest_problem(digest: object) -> str | None:
 
 def _shown(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
-
-
-def check_digest(digest: str) -> str:
-    problem = digest_problem(digest)
-    if problem:
-        raise PyctlError(problem)
-    return digest
 
 
 # Platforms -------------------------------------------------------------------------------------

@@ -17,14 +17,12 @@ Grammar (distribution/reference ``regexp.go``)::
 Public API::
 
     Reference(domain, path, tag=None, digest=None)      frozen dataclass
-        .name, .familiar_name, .familiar(), str(ref), .repository_path, .object
+        .name, .familiar_name, .familiar(), str(ref)
     parse(s) -> Reference                   strict Parse (no normalization)
     parse_normalized_named(s) -> Reference  ParseNormalizedNamed (docker.io/library/...)
     parse_docker_ref(s) -> Reference        ParseDockerRef: digest wins, default ":latest"
-    parse_any_reference(s) -> Reference     ParseAnyReference: bare 64-hex / digest -> digest ref
     familiarize(ref_or_string) -> str       FamiliarString
     parse_repo_tag(s) -> (repository, tag)  nerdctl ParseRepoTag ("" , "" when unparsable)
-    is_digest(s) -> bool                    a valid, supported digest ("sha256:<64 hex>")
     DIGEST_RE, IDENTIFIER_RE, TAG_RE, NAME_TOTAL_LENGTH_MAX
 
 Decisions:
@@ -32,8 +30,6 @@ Decisions:
 * Only ``sha256`` is a supported digest algorithm (like a go-digest binary that links only
   crypto/sha256, which is what upstream's tests assume); ``sha512:...`` is rejected with
   ``unsupported digest algorithm``.
-* A digest-only reference (from :func:`parse_any_reference`) is a :class:`Reference` whose
-  ``domain`` and ``path`` are empty; ``str()`` gives just the digest.
 * Every error is an :class:`~pyctl.errors.InvalidReferenceError` whose message names the
   input: ``invalid reference "X": <upstream message>`` (the 64-hex error already names it).
 """
@@ -44,6 +40,7 @@ import re
 from dataclasses import dataclass
 
 from pyctl.errors import InvalidReferenceError
+from pyctl.oci import is_digest
 
 __all__ = [
     "DEFAULT_DOMAIN",
@@ -55,9 +52,7 @@ __all__ = [
     "TAG_RE",
     "Reference",
     "familiarize",
-    "is_digest",
     "parse",
-    "parse_any_reference",
     "parse_docker_ref",
     "parse_normalized_named",
     "parse_repo_tag",
@@ -133,21 +128,6 @@ class Reference:
         return self.path
 
     @property
-    def repository_path(self) -> str:
-        """The repository path as used in registry URLs, e.g. ``library/ubuntu``."""
-        return self.path
-
-    @property
-    def object(self) -> str | None:
-        """What a registry URL addresses: the digest if there is one, else the tag."""
-        return self.digest if self.digest is not None else self.tag
-
-    @property
-    def is_digest_only(self) -> bool:
-        """True for a bare ``sha256:…`` reference (from :func:`parse_any_reference`)."""
-        return not self.path and self.digest is not None
-
-    @property
     def familiar_name(self) -> str:
         """The short name docker shows: ``ubuntu``, ``foo/bar``, ``example.com/x``."""
         if self.domain == DEFAULT_DOMAIN:
@@ -188,7 +168,10 @@ def _quote(s: str) -> str:
 
 
 def _digest_problem(d: str) -> str | None:
-    """go-digest ``Digest.Validate``: None when valid, else the error text."""
+    """go-digest ``Digest.Validate``: None when valid (:func:`pyctl.oci.is_digest`), else the
+    error text."""
+    if is_digest(d):
+        return None
     i = d.find(":")
     if i <= 0 or i + 1 == len(d):
         return ERR_DIGEST_INVALID_FORMAT
@@ -203,11 +186,6 @@ def _digest_problem(d: str) -> str | None:
     if _HEX_LOWER_RE.fullmatch(encoded) is None:
         return ERR_DIGEST_INVALID_FORMAT
     return None
-
-
-def is_digest(s: str) -> bool:
-    """True when ``s`` is a valid digest of a supported algorithm (``sha256:<64 hex>``)."""
-    return _digest_problem(s) is None
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -294,15 +272,6 @@ def parse_docker_ref(s: str) -> Reference:
     if ref.tag is None:
         return Reference(domain=ref.domain, path=ref.path, tag=DEFAULT_TAG, digest=None)
     return ref
-
-
-def parse_any_reference(s: str) -> Reference:
-    """``ParseAnyReference``: a 64-hex ID or a digest becomes a digest-only reference."""
-    if IDENTIFIER_RE.fullmatch(s) is not None:
-        return Reference(domain="", path="", tag=None, digest="sha256:" + s)
-    if is_digest(s):
-        return Reference(domain="", path="", tag=None, digest=s)
-    return parse_normalized_named(s)
 
 
 def familiarize(ref: Reference | str) -> str:

@@ -6,11 +6,10 @@ Public API::
     human_duration(d) -> str                     go-units HumanDuration ("About a minute", ...)
     time_since(dt, now=None) -> str              human_duration(now - dt) + " ago"
     tabwrite(text, minwidth=4, padding=4) -> str Go text/tabwriter(minwidth, 8, padding, ' ', 0)
-    render_table(headers, rows) -> str           headers + rows through tabwrite
     go_text(value) -> str                        a value as Go's fmt "%v" prints it
     go_json(value, keep_order=False) -> str      a value as docker's template ``json`` prints it
     Formatter(fmt, columns, *, fields=(), headers=None)
-        .kind ("table" | "json" | "template"), .is_table, .uses(field) -> bool,
+        .kind ("table" | "json" | "template"), .uses(field) -> bool,
         .render(rows) -> str
 
 Decisions:
@@ -68,7 +67,6 @@ __all__ = [
     "go_text",
     "human_duration",
     "human_size",
-    "render_table",
     "tabwrite",
     "time_since",
 ]
@@ -210,12 +208,6 @@ def tabwrite(text: str, minwidth: int = 4, padding: int = 4) -> str:
 
     fmt(0, len(lines))
     return "".join(out)
-
-
-def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """A header row and rows, aligned with :func:`tabwrite`; every line ends in a newline."""
-    text = "".join("\t".join(cells) + "\n" for cells in [list(headers), *rows])
-    return tabwrite(text)
 
 
 # --- Go value formatting ---------------------------------------------------------------------
@@ -474,15 +466,6 @@ class Formatter:
         else:
             spec = spec.replace("\\t", "\t").replace("\\n", "\n")
             self._nodes = _parse_template(spec, self._known)
-
-    @property
-    def is_table(self) -> bool:
-        """True when output goes through the tabwriter with a header row."""
-        return self.kind == "table"
-
-    @property
-    def known_fields(self) -> list[str]:
-        return list(self._known)
 
     def uses(self, field: str) -> bool:
         """Whether rendering needs ``field`` (lets a command skip expensive columns)."""

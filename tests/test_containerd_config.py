@@ -1,6 +1,6 @@
-"""containerd's config with its imports (pyctl.registry.containerd_config), and what hosts.py
-takes from it: the rules of containerd's LoadConfig / resolveImports / mergeConfig, for 1.6/1.7
-and for 2.x (checked against real containerd binaries in
+"""containerd's config with its imports (pyctl.registry.hosts.containerd_config), and what the
+hosts configuration takes from it: the rules of containerd's LoadConfig / resolveImports /
+mergeConfig, for 1.6/1.7 and for 2.x (checked against real containerd binaries in
 integration/test_containerd_config_imports.py)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pyctl.errors import ConfigError
-from pyctl.registry.containerd_config import (
+from pyctl.registry.hosts.containerd_config import (
     ConfigFile,
     ContainerdConfig,
     Origin,
@@ -21,9 +21,16 @@ from pyctl.registry.containerd_config import (
     load_containerd_config,
     resolve_imports,
 )
-from pyctl.registry.hosts import load_cri_config, resolve_hosts
+from pyctl.registry.hosts.cri import cri_registry_config
+from pyctl.registry.hosts.model import CriRegistryConfig
+from pyctl.registry.hosts.resolve import resolve_hosts
 
 V2 = 'plugins."io.containerd.grpc.v1.cri"'
+
+
+def load_cri_config(path: str, *, required: bool = False) -> CriRegistryConfig:
+    """The CRI registry settings of containerd's config at ``path`` and its imports."""
+    return cri_registry_config(load_containerd_config(path, required=required))
 V3 = 'plugins."io.containerd.cri.v1.images"'
 
 
@@ -468,7 +475,7 @@ def test_legacy_settings_keep_the_file_they_came_from(
 
 
 def test_config_path_from_a_drop_in_gives_the_hosts_directory(tmp_path: Path) -> None:
-    from pyctl.registry.hosts import hosts_dirs
+    from pyctl.registry.hosts.certsd import hosts_dirs
 
     certs = tmp_path / "certs.d"
     main = write(tmp_path, "etc/config.toml", 'version = 2\nimports = ["conf.d/*.toml"]\n')

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from types import SimpleNamespace
 
 import pytest
 
@@ -21,6 +22,7 @@ from pyctl.copy import (
     Plan,
     PlatformFilter,
     Progress,
+    Written,
     _transfer,
     copy,
     plan,
@@ -75,19 +77,16 @@ class _Dest:
         self.fail = fail
         self.lock = threading.Lock()
         self.written: dict[str, int] = {}
-        self.started: list[tuple[str, dict[str, int], float]] = []
+        self.begun: list[tuple[str, dict[str, int], float]] = []
         self.running = 0
         self.max_running = 0
         self.ready: list[str] = []
         self.documents: list[str] = []
         self.committed = False
 
-    def consumes_in_order(self) -> bool:
-        return self.in_order
-
-    def write_blob(self, desc: Descriptor, source: _Source, progress: Progress) -> str:
+    def write_blob(self, desc: Descriptor, source: _Source, progress: Progress) -> Written:
         with self.lock:
-            self.started.append((desc.digest, dict(self.written), time.monotonic()))
+            self.begun.append((desc.digest, dict(self.written), time.monotonic()))
             self.running += 1
             self.max_running = max(self.max_running, self.running)
         try:
@@ -100,13 +99,7 @@ class _Dest:
         finally:
             with self.lock:
                 self.running -= 1
-        return "done"
-
-    def blob_ready(self, desc: Descriptor) -> None:
-        self.ready.append(desc.digest)
-
-    def prepare(self, plan: Plan) -> None:
-        pass
+        return Written.COPIED
 
     def missing(self, descs: Sequence[Descriptor]) -> set[str]:
         return {d.digest for d in descs}
@@ -117,7 +110,18 @@ class _Dest:
     def commit(self, plan: Plan) -> None:
         self.committed = True
 
-    def abort(self) -> None:
+    # as the observer
+
+    def started(self, plan: Plan) -> None:
+        pass
+
+    def landed(self, desc: Descriptor) -> None:
+        self.ready.append(desc.digest)
+
+    def finishing(self) -> None:
+        pass
+
+    def failed(self) -> None:
         pass
 
 
@@ -145,15 +149,15 @@ def _image(layers: int, size: int) -> tuple[Descriptor, dict[str, bytes], list[D
 
 def _copy(dest: _Dest, source: _Source, root: Descriptor) -> CopyStats:
     the_plan = plan(source, root, PlatformFilter(all=True))
-    return copy(source, dest, the_plan, concurrency=3)  # type: ignore[arg-type]
+    return copy(source, dest, the_plan, concurrency=3, observer=dest)  # type: ignore[arg-type]
 
 
 def test_copy_staggers_layers_for_a_destination_that_unpacks() -> None:
     root, docs, layers = _image(6, 10 * PIECE)
     dest = _Dest(in_order=True)
     stats = _copy(dest, _Source(docs), root)
-    assert [d for d, _, _ in dest.started] == [d.digest for d in layers]
-    for i, (_, seen, _) in enumerate(dest.started[1:], start=1):
+    assert [d for d, _, _ in dest.begun] == [d.digest for d in layers]
+    for i, (_, seen, _) in enumerate(dest.begun[1:], start=1):
         prev = layers[i - 1]
         assert seen.get(prev.digest, 0) * 2 >= prev.size, f"layer {i} started too early: {seen}"
     assert set(stats.written) >= {d.digest for d in layers}
@@ -171,21 +175,22 @@ def test_copy_starts_every_slot_at_once_for_other_destinations(
     dest = _Dest(in_order=False)
     _copy(dest, _Source(docs, barrier=threading.Barrier(3)), root)
     assert dest.max_running == 3
-    assert sorted(d for d, _, _ in dest.started) == sorted(d.digest for d in layers)
+    assert sorted(d for d, _, _ in dest.begun) == sorted(d.digest for d in layers)
 
 
 def test_containerd_store_consumes_in_order_only_while_it_unpacks() -> None:
     root, docs, _ = _image(2, PIECE)
     the_plan = plan(_Source(docs), root, PlatformFilter(all=True))
-    lazy = ContainerdStore(None, unpack="false")  # type: ignore[arg-type]  # no calls made
-    lazy.prepare(the_plan)
-    assert lazy.consumes_in_order() is False
-    unpacking = ContainerdStore(None, unpack="true")  # type: ignore[arg-type]
-    unpacking.prepare(the_plan)  # starts the unpacker, which waits for the config
+    no_lease = SimpleNamespace(lease=None)  # no calls made
+    lazy = ContainerdStore(no_lease, unpack="false")  # type: ignore[arg-type]
+    lazy.started(the_plan)
+    assert lazy.in_order is False
+    unpacking = ContainerdStore(no_lease, unpack="true")  # type: ignore[arg-type]
+    unpacking.started(the_plan)  # starts the unpacker, which waits for the config
     try:
-        assert unpacking.consumes_in_order() is True
+        assert unpacking.in_order is True
     finally:
-        unpacking.abort()
+        unpacking.failed()
 
 
 def test_a_slow_blob_holds_the_next_one_back_only_so_long(
@@ -196,9 +201,9 @@ def test_a_slow_blob_holds_the_next_one_back_only_so_long(
     monkeypatch.setattr(copy_module, "STAGGER_MAX_WAIT", 0.1)
     todo = _layers(3, size=200 * PIECE)  # some 0.4 s each
     dest = _Dest(in_order=True)
-    _transfer(_Source(), dest, todo, 3, NoProgress(), CopyStats(), staggered=True)  # type: ignore[arg-type]
-    assert [d for d, _, _ in dest.started] == [d.digest for d in todo]
-    (_, _, t0), (_, _, t1), (_, seen, t2) = dest.started
+    _transfer(_Source(), dest, todo, 3, NoProgress(), CopyStats(), dest)  # type: ignore[arg-type]
+    assert [d for d, _, _ in dest.begun] == [d.digest for d in todo]
+    (_, _, t0), (_, _, t1), (_, seen, t2) = dest.begun
     assert t1 - t0 >= 0.09 and t2 - t1 >= 0.09  # held back ...
     assert seen.get(todo[0].digest, 0) * 2 < todo[0].size  # ... but not until half was there
     assert dest.max_running == 3
@@ -208,6 +213,6 @@ def test_failure_while_later_blobs_wait_their_turn_is_raised() -> None:
     todo = _layers(5)
     dest = _Dest(in_order=True, fail=todo[0].digest)
     with pytest.raises(PyctlError, match="connection reset"):
-        _transfer(_Source(), dest, todo, 3, NoProgress(), CopyStats(), staggered=True)  # type: ignore[arg-type]
+        _transfer(_Source(), dest, todo, 3, NoProgress(), CopyStats(), dest)  # type: ignore[arg-type]
     assert todo[0].digest not in dest.ready
-    assert len(dest.started) == 1  # nobody started after the first failed at its first byte
+    assert len(dest.begun) == 1  # nobody started after the first failed at its first byte

@@ -1,4 +1,4 @@
-"""Go's path rules (pyctl.registry.gopath): vectors from Go's path and path/filepath docs and
+"""Go's path rules (pyctl.registry.hosts.golang): vectors from Go's path and path/filepath docs and
 behaviour, where Python's posixpath / fnmatch / glob would answer differently."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pyctl.registry import gopath
+from pyctl.registry.hosts import golang as gopath
 
 
 @pytest.mark.parametrize(

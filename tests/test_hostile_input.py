@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from pyctl.copy import Plan, PlatformFilter, default_filter, plan
-from pyctl.errors import ConfigError, FormatError, InvalidReferenceError, PyctlError
+from pyctl.errors import ConfigError, FormatError, InvalidReferenceError, PyctlError, RegistryError
 from pyctl.oci import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
@@ -48,13 +48,16 @@ from pyctl.oci import (
 )
 from pyctl.reference import (
     parse,
-    parse_any_reference,
     parse_docker_ref,
     parse_normalized_named,
 )
-from pyctl.registry.auth import DockerConfig, parse_token_response
-from pyctl.registry.client import Registry, RegistryError
-from pyctl.registry.hosts import RegistryHost, parse_hosts_toml, resolve_hosts
+from pyctl.registry.credentials import Credential
+from pyctl.registry.credentials.docker_config import DockerConfig
+from pyctl.registry.distribution import Repository
+from pyctl.registry.hosts.hosts_toml import parse_hosts_toml
+from pyctl.registry.hosts.model import RegistryHost
+from pyctl.registry.hosts.resolve import resolve_hosts
+from pyctl.registry.tokens import parse_token_response
 from pyctl.render import Formatter
 
 # Every property must finish each example quickly: a slow one is a hang in the making.
@@ -92,7 +95,7 @@ references = (
 @example(("a" * 30 + ".") * 60 + "/")
 @example("sha256:" + "a" * 64)
 def test_references_parse_or_raise_invalid_reference(text: str) -> None:
-    for fn in (parse, parse_normalized_named, parse_docker_ref, parse_any_reference):
+    for fn in (parse, parse_normalized_named, parse_docker_ref):
         try:
             ref = fn(text)
         except InvalidReferenceError as exc:
@@ -372,7 +375,7 @@ def test_config_json_loads_or_raises_config_error(
         try:
             cfg = DockerConfig.load(str(path))
             for host in ("reg.example", "docker.io", "x"):
-                cred = cfg.get(host)
+                cred = cfg.resolve(host)
                 assert cred is None or isinstance(cred.username, str)
             cfg.registries()
         except PyctlError as exc:
@@ -500,9 +503,7 @@ def hostile_server() -> Iterator[tuple[_Hostile, str]]:
         server.server_close()
 
 
-def _registry(host: str, cred: Any = None) -> Registry:
-    from pyctl.registry.auth import Credential
-
+def _registry(host: str, cred: Any = None) -> Repository:
     endpoint = RegistryHost(
         scheme="http",
         host=host,
@@ -510,7 +511,7 @@ def _registry(host: str, cred: Any = None) -> Registry:
         capabilities=frozenset({"pull", "resolve", "push"}),
     )
     c = Credential("user", "secret") if cred else None
-    return Registry(host, "team/app", [endpoint], lambda _h: c)
+    return Repository(host, "team/app", [endpoint], lambda _h: c)
 
 
 challenge_values = st.lists(

@@ -12,26 +12,27 @@ from pathlib import Path
 import pytest
 
 from pyctl.errors import ConfigError
-from pyctl.registry.hosts import (
+from pyctl.registry.hosts.certsd import find_host_dir, hosts_dirs, load_cert_dir, lookup_host_dir
+from pyctl.registry.hosts.containerd_config import load_containerd_config
+from pyctl.registry.hosts.cri import cri_registry_config
+from pyctl.registry.hosts.golang import is_localhost, parse_go_duration
+from pyctl.registry.hosts.hosts_toml import parse_hosts_toml
+from pyctl.registry.hosts.model import (
     ALL_CAPABILITIES,
     CAPABILITIES,
     CriHostConfig,
     CriRegistryConfig,
     RegistryHost,
-    configure_hosts,
-    find_host_dir,
-    hosts_dirs,
-    is_localhost,
-    load_cert_dir,
-    load_cri_config,
-    lookup_host_dir,
-    parse_go_duration,
-    parse_hosts_toml,
-    resolve_hosts,
 )
+from pyctl.registry.hosts.resolve import configure_hosts, resolve_hosts
 
 PULL = frozenset({"pull"})
 ALL = frozenset(CAPABILITIES)
+
+
+def load_cri_config(path: str, *, required: bool = False) -> CriRegistryConfig:
+    """The CRI registry settings of containerd's config at ``path`` and its imports."""
+    return cri_registry_config(load_containerd_config(path, required=required))
 
 
 def host_dir(root: Path, name: str, hosts_toml: str | None = None) -> Path:
@@ -662,22 +663,27 @@ def test_host_revisited_after_another_is_listed_once() -> None:
     assert dict(hosts[0].headers) == {"x": ("1",)}
 
 
-def test_inline_and_dotted_hosts_are_ignored() -> None:
+def test_hosts_come_in_the_order_the_file_first_names_them() -> None:
+    """tomllib's order. Hosts written as dotted keys or inline tables (no hosts.toml in the
+    wild does) count where they stand: containerd 1.6 counts them too (inline ones first,
+    their go-toml v1 position is line 0), containerd 2.x skips all but ``[host."X"…]``
+    headers."""
     dotted = (
         'host."https://dotted.example".capabilities = ["pull"]\n[host."https://real.example"]\n'
     )
     hosts = parse_hosts_toml(dotted, base_dir="", source="f")
-    assert [h.host for h in hosts] == ["real.example", ""]
+    assert [h.host for h in hosts] == ["dotted.example", "real.example", ""]
+    assert hosts[0].capabilities == PULL
     inline = (
         "[host]\n"
         '  "https://inline.example" = { capabilities = ["pull"] }\n'
         '[host."https://real.example"]\n'
     )
     hosts = parse_hosts_toml(inline, base_dir="", source="f")
-    assert [h.host for h in hosts] == ["real.example", ""]
+    assert [h.host for h in hosts] == ["inline.example", "real.example", ""]
 
 
-def test_header_scanner_is_not_fooled_by_values() -> None:
+def test_values_that_look_like_headers_are_values() -> None:
     text = (
         'server = "https://s.example"  # [host."https://comment.example"]\n'
         "ca = [\n"
@@ -688,7 +694,6 @@ def test_header_scanner_is_not_fooled_by_values() -> None:
         "lit = '''\n[host.\"https://in-literal.example\"]\n'''\n"
         "[ host . 'https://spaced.example' ]\n"
         '[host."https://esc\\u0061ped.example"]\n'
-        '[[host."https://array.example".extra]]\n'
     )
     hosts = parse_hosts_toml(text, base_dir="", source="f")
     assert [h.host for h in hosts] == ["spaced.example", "escaped.example", "s.example"]

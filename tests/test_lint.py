@@ -462,11 +462,11 @@ def test_a_hosts_toml_the_cri_plugin_does_not_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No config_path: containerd's CRI plugin does not read the default certs.d (pyctl does)."""
-    import pyctl.registry.hosts
+    import pyctl.registry.hosts.certsd
     import pyctl.registry.lint.hostsdirs
 
     certs = str(tmp_path / "etc-certs.d")
-    for module in (pyctl.registry.hosts, pyctl.registry.lint.hostsdirs):
+    for module in (pyctl.registry.hosts.certsd, pyctl.registry.lint.hostsdirs):
         monkeypatch.setattr(module, "DEFAULT_HOSTS_DIRS", (certs,))
     write(tmp_path, {"etc-certs.d/harbor.local/hosts.toml": '[host."https://harbor.local"]\n'})
     found = problems(run(tmp_path, "harbor.local", {"config.toml": "version = 2\n"}, certs=None))

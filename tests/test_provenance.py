@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyctl.registry.hosts import resolve_hosts
-from pyctl.registry.provenance import HostsLookup, applied_config, tls_fix
+from pyctl.registry.hosts.provenance import HostsLookup, applied_config, tls_fix
+from pyctl.registry.hosts.resolve import resolve_hosts
 
 
 def test_near_misses_are_the_same_host_with_another_port(tmp_path: Path) -> None:

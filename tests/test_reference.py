@@ -5,14 +5,13 @@ from __future__ import annotations
 import pytest
 
 from pyctl.errors import InvalidReferenceError, PyctlError
+from pyctl.oci import is_digest
 from pyctl.reference import (
     DIGEST_RE,
     IDENTIFIER_RE,
     Reference,
     familiarize,
-    is_digest,
     parse,
-    parse_any_reference,
     parse_docker_ref,
     parse_normalized_named,
     parse_repo_tag,
@@ -239,34 +238,6 @@ def test_parse_docker_ref(text: str, expected: str) -> None:
     assert str(parse_docker_ref(text)) == expected
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        (DBCC, f"sha256:{DBCC}"),
-        (f"sha256:{DBCC}", f"sha256:{DBCC}"),
-        (DBCC[:63], f"docker.io/library/{DBCC[:63]}"),
-        ("dbcc1", "docker.io/library/dbcc1"),
-        ("redis", "docker.io/library/redis"),
-        ("redis:latest", "docker.io/library/redis:latest"),
-        ("docker.io/library/redis:latest", "docker.io/library/redis:latest"),
-        (f"redis@sha256:{DBCC}", f"docker.io/library/redis@sha256:{DBCC}"),
-        ("dmcgowan/myapp", "docker.io/dmcgowan/myapp"),
-        (f"dmcgowan/myapp@sha256:{DBCC}", f"docker.io/dmcgowan/myapp@sha256:{DBCC}"),
-    ],
-)
-def test_parse_any_reference(text: str, expected: str) -> None:
-    assert str(parse_any_reference(text)) == expected
-
-
-def test_parse_any_reference_digest_only() -> None:
-    ref = parse_any_reference(DBCC)
-    assert ref == Reference("", "", None, f"sha256:{DBCC}")
-    assert ref.is_digest_only
-    assert ref.familiar() == f"sha256:{DBCC}"
-    assert ref.object == f"sha256:{DBCC}"
-    assert not parse_any_reference("redis").is_digest_only
-
-
 # --- Reference properties and helpers --------------------------------------------------------
 
 
@@ -274,14 +245,11 @@ def test_reference_properties() -> None:
     ref = parse_normalized_named(f"ubuntu:22.04@{BUSYBOX_DIGEST}")
     assert ref.name == "docker.io/library/ubuntu"
     assert ref.familiar_name == "ubuntu"
-    assert ref.repository_path == "library/ubuntu"
-    assert ref.object == BUSYBOX_DIGEST
-    assert parse_normalized_named("ubuntu:22.04").object == "22.04"
-    assert parse_normalized_named("ubuntu").object is None
+    assert ref.tag == "22.04" and ref.digest == BUSYBOX_DIGEST
     other = parse_normalized_named("harbor.local/team/app:1.4")
     assert other.name == "harbor.local/team/app"
     assert other.familiar() == "harbor.local/team/app:1.4"
-    assert other.repository_path == "team/app"
+    assert other.path == "team/app"
 
 
 def test_reference_is_frozen_and_hashable() -> None:

@@ -14,7 +14,6 @@ from pyctl.render import (
     go_text,
     human_duration,
     human_size,
-    render_table,
     tabwrite,
     time_since,
 )
@@ -117,10 +116,9 @@ def test_time_since() -> None:
 # --- tabwriter -------------------------------------------------------------------------------
 
 
-def test_render_table_alignment() -> None:
-    out = render_table(
-        ["REPOSITORY", "TAG", "IMAGE ID"],
-        [["alpine", "3.19", "abc"], ["docker.io/x/longname", "latest", "def"]],
+def test_tabwrite_alignment() -> None:
+    out = tabwrite(
+        "REPOSITORY\tTAG\tIMAGE ID\nalpine\t3.19\tabc\ndocker.io/x/longname\tlatest\tdef\n"
     )
     assert out == (
         "REPOSITORY              TAG       IMAGE ID\n"
@@ -129,10 +127,10 @@ def test_render_table_alignment() -> None:
     )
 
 
-def test_render_table_no_rows_and_empty_cells() -> None:
-    assert render_table(["A", "BB"], []) == "A    BB\n"
+def test_tabwrite_no_rows_and_empty_cells() -> None:
+    assert tabwrite("A\tBB\n") == "A    BB\n"
     # an empty column is still at least minwidth (4) wide
-    assert render_table(["", "X"], [["", "y"]]) == "    X\n    y\n"
+    assert tabwrite("\tX\n\ty\n") == "    X\n    y\n"
 
 
 def test_tabwrite_column_blocks() -> None:
@@ -198,14 +196,13 @@ def make(fmt: str | None, headers: dict[str, str] | None = None) -> Formatter:
 @pytest.mark.parametrize("fmt", [None, "", "table", "  table  "])
 def test_default_table(fmt: str | None) -> None:
     f = make(fmt)
-    assert f.is_table
     assert f.kind == "table"
     assert f.render(ROWS) == DEFAULT_TABLE
 
 
-def test_default_table_matches_render_table() -> None:
-    cells = [[str(r[name]) for name, _ in COLUMNS] for r in ROWS]
-    assert make(None).render(ROWS) == render_table([h for _, h in COLUMNS], cells)
+def test_default_table_is_the_tabwriter_over_the_columns() -> None:
+    lines = [[h for _, h in COLUMNS], *([str(r[name]) for name, _ in COLUMNS] for r in ROWS)]
+    assert make(None).render(ROWS) == tabwrite("".join("\t".join(c) + "\n" for c in lines))
 
 
 def test_json_lines() -> None:

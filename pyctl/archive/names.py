@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from datetime import date
 
 from pyctl.errors import InvalidReferenceError
-from pyctl.oci import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME
+from pyctl.oci import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, is_digest
 from pyctl.reference import (
     Reference,
     familiarize,
-    is_digest,
     parse_docker_ref,
     parse_normalized_named,
 )

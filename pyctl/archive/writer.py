@@ -25,7 +25,7 @@ from pyctl.archive.layout import (
 )
 from pyctl.archive.names import docker_repo_tag, ref_object
 from pyctl.archive.tarball import ArchiveError
-from pyctl.copy import ManifestNode, Plan, Progress, Source
+from pyctl.copy import ManifestNode, Plan, Progress, Source, Written
 from pyctl.oci import (
     ANNOTATION_IMAGE_NAME,
     ANNOTATION_REF_NAME,
@@ -84,31 +84,19 @@ class ArchiveWriter:
 
     # Destination ------------------------------------------------------------------------------
 
-    def prepare(self, plan: Plan) -> None:
-        pass
-
     def missing(self, descs: Sequence[Descriptor]) -> set[str]:
         have = self.blobs.keys() | self.documents.keys()
         return {d.digest for d in descs if d.digest not in have}
 
-    def write_blob(self, desc: Descriptor, source: Source, progress: Progress) -> str:
+    def write_blob(self, desc: Descriptor, source: Source, progress: Progress) -> Written:
         self.blobs[desc.digest] = desc
-        return "queued"
+        return Written.QUEUED
 
     def write_document(self, desc: Descriptor, data: bytes) -> None:
         self.documents[desc.digest] = data
 
-    def blob_ready(self, desc: Descriptor) -> None:
-        pass
-
     def commit(self, plan: Plan) -> None:
-        pass
-
-    def consumes_in_order(self) -> bool:
-        return False
-
-    def abort(self) -> None:
-        pass
+        pass  # the tar is written by finish(), once every image is added
 
     # what index.json and manifest.json say ----------------------------------------------------
 

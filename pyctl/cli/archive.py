@@ -12,8 +12,7 @@ from typing import IO, Any, TypeVar
 import click
 
 from pyctl.cli.complete import complete_images
-from pyctl.cli.main import App, command
-from pyctl.cli.registry import _platform_options
+from pyctl.cli.main import App, command, platform_options
 from pyctl.errors import PyctlError, prefixed
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -97,7 +96,7 @@ def _import_command(name: str) -> click.Command:
         "full names outside it are skipped [default: import-YYYY-MM-DD]",
     )
     @click.option("--digests", is_flag=True, help="also create REPOSITORY@DIGEST records")
-    @_platform_options
+    @platform_options
     @click.option("--no-unpack", is_flag=True, help="do not unpack into the snapshotter")
     @click.pass_obj
     def run(
@@ -144,7 +143,7 @@ def _file_option(*decls: str, help: str) -> Callable[[F], F]:
 
 @command("load")
 @_file_option("-i", "--input", "input_", help="read from this tar archive instead of stdin")
-@_platform_options
+@platform_options
 @click.option("-q", "--quiet", is_flag=True, help="no progress bars")
 @click.pass_obj
 def load_cmd(
@@ -219,7 +218,7 @@ def _export_command(name: str) -> click.Command:
     @click.argument(
         "names", metavar="IMAGE...", nargs=-1, required=True, shell_complete=complete_images
     )
-    @_platform_options
+    @platform_options
     @click.option(
         "--skip-manifest-json",
         is_flag=True,
@@ -260,7 +259,7 @@ image_export = _export_command("export")
     "names", metavar="IMAGE...", nargs=-1, required=True, shell_complete=complete_images
 )
 @_file_option("-o", "--output", help="write to this file instead of stdout")
-@_platform_options
+@platform_options
 @click.pass_obj
 def save_cmd(
     app: App,

@@ -88,7 +88,7 @@ def complete_registries(
 ) -> list[CompletionItem]:
     """Registry hosts the user has credentials for (config.json ``auths`` and ``credHelpers``)."""
     try:
-        from pyctl.registry.auth import DockerConfig
+        from pyctl.registry.credentials.docker_config import DockerConfig
 
         hosts = DockerConfig.load().registries()
         return [CompletionItem(h) for h in hosts if h.startswith(incomplete)]

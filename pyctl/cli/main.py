@@ -275,6 +275,21 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], PyctlCom
     return click.command(name, cls=PyctlCommand, **kwargs)
 
 
+def platform_options(f: Any) -> Any:
+    """--platform (repeatable) and --all-platforms, for the commands that move images."""
+    f = click.option(
+        "--all-platforms", is_flag=True, help="all platforms of a multi-platform image"
+    )(f)
+    f = click.option(
+        "--platform",
+        "platforms",
+        multiple=True,
+        metavar="OS/ARCH[/VARIANT]",
+        help="platform to use (repeatable) [default: this machine's]",
+    )(f)
+    return f
+
+
 # Top-level command -> the pyctl.cli module defining it (in `--help` order). A command's
 # module is imported only when that command runs, which keeps start-up short.
 _COMMAND_MODULES = {

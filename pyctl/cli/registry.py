@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from pyctl.cli.complete import complete_images, complete_registries
-from pyctl.cli.main import App, _one_line, command
+from pyctl.cli.main import App, _one_line, command, platform_options
 from pyctl.errors import PyctlError, UsageError, prefixed
 
 
@@ -19,23 +19,9 @@ def _registry_config(app: App) -> Any:
     return RegistryConfig.load(app.settings)
 
 
-def _platform_options(f: Any) -> Any:
-    f = click.option(
-        "--all-platforms", is_flag=True, help="all platforms of a multi-platform image"
-    )(f)
-    f = click.option(
-        "--platform",
-        "platforms",
-        multiple=True,
-        metavar="OS/ARCH[/VARIANT]",
-        help="platform to use (repeatable) [default: this machine's]",
-    )(f)
-    return f
-
-
 @command("pull")
 @click.argument("reference", shell_complete=complete_images)
-@_platform_options
+@platform_options
 @click.option(
     "--unpack",
     type=click.Choice(["auto", "true", "false"]),
@@ -89,7 +75,7 @@ def pull_cmd(
 
 @command("push")
 @click.argument("reference", shell_complete=complete_images)
-@_platform_options
+@platform_options
 @click.option("-q", "--quiet", is_flag=True, help="print only the final digest line")
 @click.pass_obj
 def push_cmd(
@@ -146,7 +132,7 @@ def login_cmd(
                 "(use --username and --password-stdin)"
             )
         if not username:
-            existing = rc.docker.get(host)
+            existing = rc.docker.resolve(host)
             default = existing.username if existing and existing.username else None
             username = click.prompt("Username", default=default, err=True)
         if not password:

@@ -371,10 +371,3 @@ def ingest_offset(client: Client, ref: str) -> int:
 
 def abort(client: Client, ref: str) -> None:
     client.call("content", "Abort", content_pb2.AbortRequest(ref=ref))
-
-
-def list_statuses(client: Client, filters: Iterable[str] = ()) -> list[Any]:
-    resp = client.call(
-        "content", "ListStatuses", content_pb2.ListStatusesRequest(filters=list(filters))
-    )
-    return list(resp.statuses)

@@ -76,11 +76,6 @@ def layers_with_diff_ids(manifest: Manifest, config: ImageConfig) -> list[tuple[
     return list(zip(layers, config.diff_ids, strict=True))
 
 
-def is_unpacked(client: Client, snapshotter: str, config: ImageConfig) -> bool:
-    chain = chain_ids(config.diff_ids)
-    return bool(chain) and stat(client, snapshotter, chain[-1]) is not None
-
-
 def unpack_layer(
     client: Client,
     snapshotter: str,
@@ -186,10 +181,3 @@ def _first_missing(client: Client, snapshotter: str, chain: Sequence[str]) -> in
             lo = i + 1
             break
     return lo
-
-
-def chain_size(
-    client: Client, snapshotter: str, diff_ids: Sequence[str], usage: dict[str, int]
-) -> int:
-    """Unpacked size of an image: the sum of the usage of every snapshot in its chain."""
-    return sum(usage.get(c, 0) for c in chain_ids(diff_ids))

@@ -1,10 +1,11 @@
 """containerd as a store of the copy engine.
 
 As a source (push, export) it reads blobs from the content service. As a destination (pull,
-import) it writes blobs through the Write stream under the caller's lease, labels parents so
-the garbage collector keeps their children (``containerd.io/gc.ref.content.*``), records where
-blobs came from (``containerd.io/distribution.source.<host>``), unpacks layers into the
-snapshotter while later layers are still arriving, and registers the image record last.
+import) it writes blobs through the Write stream, labels parents so the garbage collector
+keeps their children (``containerd.io/gc.ref.content.*``), records where blobs came from
+(``containerd.io/distribution.source.<host>``) and registers the image record last. As the
+copy's observer it holds every blob of the image under the caller's lease before looking
+for any, and unpacks layers into the snapshotter while later layers are still arriving.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from pyctl._api.services.leases.v1 import leases_pb2
 from pyctl.containerd import content, images, snapshots
 from pyctl.containerd.client import Client, ContainerdNotFound
 from pyctl.containerd.images import ImageRecord
-from pyctl.copy import ManifestNode, Plan, Progress, Source
+from pyctl.copy import ManifestNode, Plan, Progress, Source, Written
 from pyctl.errors import PyctlError
 from pyctl.oci import (
     Descriptor,
+    Index,
+    Manifest,
     host_platform,
     is_config,
     is_index,
@@ -113,7 +116,8 @@ class LocalFirstSource:
 
 
 class ContainerdStore:
-    """Source and destination over one containerd namespace (``client`` carries the lease)."""
+    """Source, destination and observer of a copy over one containerd namespace (``client``
+    carries the lease)."""
 
     def __init__(
         self,
@@ -121,7 +125,7 @@ class ContainerdStore:
         *,
         snapshotter: str = "overlayfs",
         unpack: str = "auto",
-        source_host: str | None = None,
+        source_hostname: str | None = None,
         source_repo: str | None = None,
         names: Sequence[str] = (),
         record_labels: Mapping[str, str] | None = None,
@@ -130,8 +134,8 @@ class ContainerdStore:
         self.snapshotter = snapshotter
         self.unpack_mode = unpack
         self.source_label = (
-            (source_label_key(source_host), source_repo)
-            if source_host and source_repo
+            (source_label_key(source_hostname), source_repo)
+            if source_hostname and source_repo
             else None
         )
         self.names = list(names)
@@ -142,7 +146,6 @@ class ContainerdStore:
         self._abort = threading.Event()
         self._unpackers: list[threading.Thread] = []
         self._unpack_errors: list[BaseException] = []
-        self._doc_labels: dict[str, dict[str, str]] = {}
         self.unpacked: list[str] = []
         self.wrote = False  # a blob write began: content (maybe partial) worth keeping
 
@@ -173,18 +176,39 @@ class ContainerdStore:
                 continue
         return out
 
-    # destination ------------------------------------------------------------------------------
+    # observer ---------------------------------------------------------------------------------
 
-    def prepare(self, plan: Plan) -> None:
-        """Compute labels and start the unpack workers for the manifests to unpack."""
-        if plan.index is not None:
-            self._doc_labels[plan.root.digest] = gc_labels_for(plan.root, plan.index.manifests)
-        for node in plan.manifests:
-            self._doc_labels[node.desc.digest] = gc_labels_for(node.desc, node.manifest.children())
+    @property
+    def in_order(self) -> bool:
+        return bool(self._unpackers)
+
+    def started(self, plan: Plan) -> None:
+        """Hold the image's blobs under the lease, then start the unpack workers for the
+        manifests to unpack."""
+        if self.client.lease:
+            # Lease first, look second: a blob found present is then already held, so a
+            # garbage collection (an `rmi` of another image sharing it) cannot take it
+            # between the look and the image record.
+            self._lease_add(list(dict.fromkeys(d.digest for d in plan.descriptors())))
         for node in self._to_unpack(plan):
             t = threading.Thread(target=self._unpack, args=(node,), daemon=True, name="unpack")
             self._unpackers.append(t)
             t.start()
+
+    def landed(self, desc: Descriptor) -> None:
+        self._event(desc.digest).set()
+
+    def finishing(self) -> None:
+        for t in self._unpackers:
+            while t.is_alive():
+                t.join(timeout=0.5)
+        if self._unpack_errors:
+            raise self._unpack_errors[0]
+
+    def failed(self) -> None:
+        self._abort.set()
+        for t in self._unpackers:
+            t.join(timeout=5)
 
     def _to_unpack(self, plan: Plan) -> list[ManifestNode]:
         if self.unpack_mode == "false":
@@ -225,12 +249,9 @@ class ContainerdStore:
         except BaseException as exc:  # reported by commit()
             self._unpack_errors.append(exc)
 
+    # destination ------------------------------------------------------------------------------
+
     def missing(self, descs: Sequence[Descriptor]) -> set[str]:
-        if self.client.lease:
-            # Lease first, look second: a blob found present is then already held, so a
-            # garbage collection (an `rmi` of another image sharing it) cannot take it
-            # between the look and the image record.
-            self._lease_add(list(dict.fromkeys(d.digest for d in descs)))
         present = self.info_labels(d.digest for d in descs)
         self._labels.update(present)
         return {d.digest for d in descs if d.digest not in present}
@@ -252,14 +273,14 @@ class ContainerdStore:
         for fut in futures:
             self.client.result(fut)
 
-    def _commit_labels(self, desc: Descriptor) -> dict[str, str]:
-        labels = dict(self._doc_labels.get(desc.digest, {}))
+    def _commit_labels(self, desc: Descriptor, data: bytes | None = None) -> dict[str, str]:
+        labels = _gc_labels(desc, data) if data is not None else {}
         if self.source_label is not None:
             key, repo = self.source_label
             labels[key] = merge_source(None, repo)
         return labels
 
-    def write_blob(self, desc: Descriptor, source: Source, progress: Progress) -> str:
+    def write_blob(self, desc: Descriptor, source: Source, progress: Progress) -> Written:
         self.wrote = True
         progress.start(desc, "layer" if is_layer(desc.media_type) else "blob")
         written = content.write_blob(
@@ -271,7 +292,7 @@ class ContainerdStore:
             labels=self._commit_labels(desc),
             progress=lambda n: progress.advance(desc, n),
         )
-        return "done" if written else "exists"
+        return Written.COPIED if written else Written.EXISTED
 
     def write_document(self, desc: Descriptor, data: bytes) -> None:
         self.wrote = True
@@ -281,26 +302,10 @@ class ContainerdStore:
             desc.digest,
             desc.size,
             lambda offset: [data[offset:]],
-            labels=self._commit_labels(desc),
+            labels=self._commit_labels(desc, data),
         )
 
-    def blob_ready(self, desc: Descriptor) -> None:
-        self._event(desc.digest).set()
-
-    def consumes_in_order(self) -> bool:
-        return bool(self._unpackers)
-
-    def abort(self) -> None:
-        self._abort.set()
-        for t in self._unpackers:
-            t.join(timeout=5)
-
     def commit(self, plan: Plan) -> None:
-        for t in self._unpackers:
-            while t.is_alive():
-                t.join(timeout=0.5)
-        if self._unpack_errors:
-            raise self._unpack_errors[0]
         self._label_existing(plan)
         for name in self.names:
             images.put(
@@ -311,15 +316,13 @@ class ContainerdStore:
     def _label_existing(self, plan: Plan) -> None:
         """Blobs that were already present get the labels new ones got at commit."""
         wanted: dict[str, dict[str, str]] = {}
-        descs = [plan.root, *(n.desc for n in plan.manifests)]
-        descs += [d for d, _ in plan.configs()] + plan.layers()
-        for desc in descs:
+        documents = {d.digest: data for d, data in plan.documents()}
+        for desc in plan.descriptors():
             have = self._labels.get(desc.digest)
             if have is None:
                 continue
-            update = {
-                k: v for k, v in self._doc_labels.get(desc.digest, {}).items() if have.get(k) != v
-            }
+            gc = _gc_labels(desc, documents[desc.digest]) if desc.digest in documents else {}
+            update = {k: v for k, v in gc.items() if have.get(k) != v}
             if self.source_label is not None:
                 key, repo = self.source_label
                 merged = merge_source(have.get(key), repo)
@@ -329,9 +332,10 @@ class ContainerdStore:
                 wanted[desc.digest] = update
         _update_many(self.client, wanted)
 
-    def add_source(self, digests: Iterable[str], host: str, repo: str) -> None:
-        """After a push: remember that these blobs are now also in ``host/repo``."""
-        key = source_label_key(host)
+    def add_source(self, digests: Iterable[str], hostname: str, repo: str) -> None:
+        """After a push: remember that these blobs are now also in ``repo`` of the registry
+        on ``hostname``."""
+        key = source_label_key(hostname)
         have = self.info_labels(digests)
         wanted = {}
         for d, labels in have.items():
@@ -339,6 +343,15 @@ class ContainerdStore:
             if merged != labels.get(key) and len(key) + len(merged) <= MAX_LABEL:
                 wanted[d] = {key: merged}
         _update_many(self.client, wanted)
+
+
+def _gc_labels(desc: Descriptor, data: bytes) -> dict[str, str]:
+    """The gc.ref labels a manifest or an index carries for the children it names."""
+    if is_index(desc.media_type):
+        return gc_labels_for(desc, Index.parse(data, desc.media_type).manifests)
+    if is_manifest(desc.media_type):
+        return gc_labels_for(desc, Manifest.parse(data, desc.media_type).children())
+    return {}
 
 
 def _update_many(client: Client, wanted: Mapping[str, Mapping[str, str]]) -> None:
@@ -352,11 +365,7 @@ def _update_many(client: Client, wanted: Mapping[str, Mapping[str, str]]) -> Non
             client.result(fut)
 
 
-def source_label_key(host: str) -> str:
-    """``containerd.io/distribution.source.<host>``; the key drops the port
-    (``myreg:5000`` → ``myreg``), as containerd does."""
-    if host.startswith("["):
-        name = host[1 : host.index("]")] if "]" in host else host
-    else:
-        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    return SOURCE_LABEL_PREFIX + name
+def source_label_key(hostname: str) -> str:
+    """``containerd.io/distribution.source.<hostname>``: containerd names the registry by its
+    host name alone, without the port (``myreg`` for ``myreg:5000``)."""
+    return SOURCE_LABEL_PREFIX + hostname

@@ -107,7 +107,14 @@ def import_archive(
             # a streamed archive showed its progress while it was read: its blobs are in
             blobs = progress if isinstance(archive, FileArchive) else None
             try:
-                copy(archive, store, the_plan, concurrency=concurrency, progress=blobs)
+                copy(
+                    archive,
+                    store,
+                    the_plan,
+                    concurrency=concurrency,
+                    progress=blobs,
+                    observer=store,  # leases and unpacking
+                )
             except ContentMismatch as exc:
                 raise mismatch(layout.path_of(exc.digest), exc.digest) from None
             for name, entry in named:

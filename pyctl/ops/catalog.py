@@ -6,7 +6,6 @@ and config blob read once (concurrently), then every snapshot's usage in one con
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +22,7 @@ from pyctl.oci import (
     Platform,
     chain_ids,
     host_platform,
+    is_digest,
     is_index,
     is_manifest,
     platform_matches,
@@ -30,7 +30,6 @@ from pyctl.oci import (
 )
 
 _HEX = frozenset("0123456789abcdef")
-_CONFIG_NAME_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 CRI_NAMESPACE = "k8s.io"
 
 
@@ -280,7 +279,7 @@ def require_records(
 
 def is_config_name(name: str) -> bool:
     """A record named by a config digest (``sha256:<64 hex>``): never a repository."""
-    return _CONFIG_NAME_RE.match(name) is not None
+    return is_digest(name)
 
 
 def is_cri_alias(name: str) -> bool:

@@ -34,7 +34,6 @@ from pyctl.reference import parse_docker_ref, parse_normalized_named, parse_repo
 from pyctl.render import go_time
 from pyctl.results import Image, ImagePlatform
 
-CRI_MANAGED_LABEL = "io.cri-containerd.image"
 CRI_PINNED_LABEL = "io.cri-containerd.pinned"
 
 def repo_tag(name: str) -> tuple[str, str]:

@@ -10,13 +10,21 @@ from pyctl.containerd import images
 from pyctl.containerd.client import Client, ContainerdNotFound
 from pyctl.containerd.store import ContainerdStore, LocalFirstSource, source_label_key
 from pyctl.copy import PlatformFilter, Progress, copy, default_filter, plan
-from pyctl.errors import InvalidReferenceError, NotFoundError, PyctlError
+from pyctl.errors import (
+    InvalidReferenceError,
+    NotFoundError,
+    PyctlError,
+    RegistryError,
+    RegistryUnreachable,
+)
 from pyctl.oci import Descriptor, Index, is_index
 from pyctl.reference import Reference, parse_docker_ref
-from pyctl.registry.auth import DOCKER_HUB_KEY, Credential, auth_key
 from pyctl.registry.connect import RegistryConfig
-from pyctl.registry.containerd_config import ContainerdConfig
-from pyctl.registry.hosts import registry_endpoint_hosts
+from pyctl.registry.credentials import Credential
+from pyctl.registry.credentials.keys import DOCKER_HUB_KEY, auth_key
+from pyctl.registry.hosts.containerd_config import ContainerdConfig
+from pyctl.registry.hosts.golang import split_host_port
+from pyctl.registry.hosts.model import registry_endpoint_hosts
 from pyctl.registry.store import RegistryDestination, RegistrySource
 from pyctl.results import CheckVerdict, HostsCheck, PullResult, PushResult
 
@@ -43,7 +51,7 @@ def pull(
     name = str(ref)
     filt = default_filter(platforms, all_platforms)
     client.connect()  # a containerd we cannot use fails the pull before anything is fetched
-    registry = rc.registry(ref.domain, ref.path, pool=max(8, concurrency + 2))
+    registry = rc.repository(ref.domain, ref.path, pool=max(8, concurrency + 2))
     try:
         try:
             desc, _host = registry.resolve(ref.digest or ref.tag or "latest")
@@ -60,11 +68,18 @@ def pull(
                 client,
                 snapshotter=rc.settings.snapshotter,
                 unpack=unpack,
-                source_host=ref.domain,
+                source_hostname=split_host_port(ref.domain)[0],
                 source_repo=ref.path,
                 names=[name],
             )
-            stats = copy(source, store, the_plan, concurrency=concurrency, progress=progress)
+            stats = copy(
+                source,
+                store,
+                the_plan,
+                concurrency=concurrency,
+                progress=progress,
+                observer=store,  # leases and unpacking
+            )
     finally:
         registry.close()
     return PullResult(
@@ -127,26 +142,26 @@ def push(
     filt = default_filter(platforms, False) if platforms else None
     root, root_filter = _push_root(store, record.target, filt, all_platforms)
     the_plan = plan(store, root, root_filter)
-    blobs = [root, *(n.desc for n in the_plan.manifests)]
-    blobs += [d for d, _ in the_plan.configs()] + the_plan.layers()
+    blobs = the_plan.descriptors()
     labels = store.info_labels(d.digest for d in blobs)
     missing = [d.digest for d in the_plan.layers() if d.digest not in labels]
     if missing:
         raise PyctlError(
             f"push {ref_text}: layer {missing[0]} is not in containerd (pull the image again)"
         )
-    key = source_label_key(ref.domain)
+    hostname = split_host_port(ref.domain)[0]
+    key = source_label_key(hostname)
     mount_from = {
         d: [r for r in lab.get(key, "").split(",") if r and r != ref.path]
         for d, lab in labels.items()
     }
-    registry = rc.registry(ref.domain, ref.path, push=True, pool=max(8, concurrency + 2))
+    registry = rc.repository(ref.domain, ref.path, push=True, pool=max(8, concurrency + 2))
     try:
-        dest = RegistryDestination(registry, ref.tag, mount_from=mount_from)
+        dest = RegistryDestination(registry, the_plan.root, ref.tag, mount_from=mount_from)
         stats = copy(store, dest, the_plan, concurrency=concurrency, progress=progress)
     finally:
         registry.close()
-    store.add_source([d.digest for d in blobs], ref.domain, ref.path)
+    store.add_source([d.digest for d in blobs], hostname, ref.path)
     return PushResult(
         reference=name,
         tag=ref.tag or root.digest,
@@ -186,28 +201,17 @@ def login(rc: RegistryConfig, server: str | None, username: str, password: str) 
     # reached gives way to the next; an answer (yes or no) decides.
     own = registry_endpoint_hosts(host, endpoints)
     targets = [h for h in endpoints if h.host in own] or endpoints[-1:]
-    from pyctl.registry.client import Registry, TransportError
-
-    registry = Registry(
-        host,
-        "",
-        targets,
-        lambda _h: cred,
-        insecure=rc.settings.insecure_registry,
-        debug=rc.settings.debug,
-        hosts_dirs=rc.dirs,
-    )
+    registry = rc.repository(host, "", endpoints=targets, credential=cred)
     failures: list[PyctlError] = []
     try:
         for target in targets:
             try:
                 registry.ping(target)
                 break
-            except TransportError as exc:  # unreachable, TLS: the next endpoint may do
+            except RegistryUnreachable as exc:  # unreachable, TLS: the next endpoint may do
                 failures.append(exc)
-            except PyctlError as exc:
-                if getattr(exc, "status", 0) == 401:
-                    # The registry (or its token server) refused these credentials.
+            except RegistryError as exc:
+                if exc.status == 401:  # the registry (or its token server) refused them
                     raise PyctlError(
                         f"login {host}: unauthorized: incorrect username or password"
                     ) from None

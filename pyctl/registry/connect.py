@@ -1,22 +1,22 @@
-"""From pyctl's settings to a ready :class:`Registry`: hosts directories, CRI config,
-endpoints and the credential lookup (config.json and helpers, then CRI ``auth``)."""
+"""From pyctl's settings to a ready :class:`~pyctl.registry.distribution.Repository`: the
+hosts directories, containerd's CRI config, the endpoints of a registry and the keychains
+(config.json and its helpers, then the CRI ``auth``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pyctl.config import Settings
-from pyctl.registry.auth import Credential, DockerConfig, cri_credential
-from pyctl.registry.client import Registry
-from pyctl.registry.containerd_config import ContainerdConfig, load_containerd_config
-from pyctl.registry.hosts import (
-    CriRegistryConfig,
-    RegistryHost,
-    cri_registry_config,
-    hosts_dirs,
-    resolve_hosts,
-    sources_text,
-)
+from pyctl.registry.credentials import Credential, Keychains
+from pyctl.registry.credentials.cri import CriKeychain
+from pyctl.registry.credentials.docker_config import DockerConfig
+from pyctl.registry.distribution import Repository
+from pyctl.registry.hosts.certsd import hosts_dirs
+from pyctl.registry.hosts.containerd_config import ContainerdConfig, load_containerd_config
+from pyctl.registry.hosts.cri import cri_registry_config
+from pyctl.registry.hosts.model import CriRegistryConfig, RegistryHost
+from pyctl.registry.hosts.resolve import resolve_hosts
 
 
 @dataclass
@@ -55,22 +55,26 @@ class RegistryConfig:
     def credential(self, host: str) -> Credential | None:
         """Credentials for ``host``: the host a request really goes to (a mirror uses its own
         credentials, never those of the image's registry)."""
-        cred = self.docker.get(host)
-        if cred is not None:
-            return cred
-        cfg = self.cri.configs.get(host)
-        if cfg is not None:
-            return cri_credential(cfg, f"CRI config {sources_text(cfg.auth_from) or self.cri.path}")
-        return None
+        return Keychains([self.docker, CriKeychain(self.cri)]).resolve(host)
 
-    def registry(
-        self, ref_host: str, repository: str, *, push: bool = False, pool: int = 8
-    ) -> Registry:
-        return Registry(
+    def repository(
+        self,
+        ref_host: str,
+        repository: str,
+        *,
+        push: bool = False,
+        pool: int = 8,
+        endpoints: Sequence[RegistryHost] | None = None,
+        credential: Credential | None = None,
+    ) -> Repository:
+        """``repository`` of registry ``ref_host`` through its endpoints (or ``endpoints``),
+        with the stored credentials (or ``credential``, as login tries it)."""
+        keychain = self.credential if credential is None else (lambda _host: credential)
+        return Repository(
             ref_host,
             repository,
-            self.hosts(ref_host),
-            self.credential,
+            self.hosts(ref_host) if endpoints is None else endpoints,
+            keychain,
             push=push,
             insecure=self.settings.insecure_registry,
             debug=self.settings.debug,

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-from pyctl.copy import Plan, Progress, Source
+from pyctl.copy import Plan, Progress, Source, Written
+from pyctl.errors import RegistryError
 from pyctl.oci import Descriptor, is_index, is_layer, is_manifest
-from pyctl.registry.client import Registry, RegistryError
+from pyctl.registry.distribution import Repository
 
 
 class RegistrySource:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Repository) -> None:
         self.registry = registry
 
     def read(self, desc: Descriptor) -> bytes:
@@ -23,7 +24,8 @@ class RegistrySource:
 
 
 class RegistryDestination:
-    """Push into ``registry``'s repository; ``tag`` names the root (None: by digest only).
+    """Push ``root`` (and what it names) into ``registry``'s repository; ``tag`` names the
+    root (None: by digest only).
 
     ``mount_from`` maps a blob digest to repositories of the same registry that already hold
     it (from containerd's ``distribution.source`` labels).
@@ -31,24 +33,20 @@ class RegistryDestination:
 
     def __init__(
         self,
-        registry: Registry,
+        registry: Repository,
+        root: Descriptor,
         tag: str | None,
         *,
         mount_from: Mapping[str, Sequence[str]] | None = None,
-        concurrency: int = 3,
     ) -> None:
         self.registry = registry
         self.host = registry.push_host()
+        self.root = root
         self.tag = tag
         self.mount_from = dict(mount_from or {})
-        self.concurrency = concurrency
         self.uploaded: list[str] = []
         self.mounted: list[str] = []
         self._root_tagged = False
-        self.root: Descriptor | None = None
-
-    def prepare(self, plan: Plan) -> None:
-        self.root = plan.root
 
     def missing(self, descs: Sequence[Descriptor]) -> set[str]:
         """Configs and manifests are looked up here; layers are reported missing and looked up
@@ -81,13 +79,13 @@ class RegistryDestination:
                 continue
         return False
 
-    def write_blob(self, desc: Descriptor, source: Source, progress: Progress) -> str:
+    def write_blob(self, desc: Descriptor, source: Source, progress: Progress) -> Written:
         progress.start(desc, "layer")
         if self.registry.blob_exists(self.host, desc.digest):
-            return "exists"
+            return Written.EXISTED
         if self._mount(desc):
             progress.advance(desc, desc.size)
-            return "mounted"
+            return Written.MOUNTED
 
         def chunks() -> Iterator[bytes]:
             for chunk in source.open(desc, 0):
@@ -96,12 +94,12 @@ class RegistryDestination:
 
         self.registry.upload_blob(self.host, desc, chunks)
         self.uploaded.append(desc.digest)
-        return "pushed"
+        return Written.UPLOADED
 
     def write_document(self, desc: Descriptor, data: bytes) -> None:
         if is_manifest(desc.media_type) or is_index(desc.media_type):
             reference = desc.digest
-            if self.tag and self.root is not None and desc.digest == self.root.digest:
+            if self.tag and desc.digest == self.root.digest:
                 reference = self.tag
                 self._root_tagged = True
             self.registry.put_manifest(self.host, reference, desc, data)
@@ -111,9 +109,6 @@ class RegistryDestination:
         self.registry.upload_blob(self.host, desc, lambda: [data])
         self.uploaded.append(desc.digest)
 
-    def blob_ready(self, desc: Descriptor) -> None:
-        pass
-
     def commit(self, plan: Plan) -> None:
         if (
             self.tag
@@ -121,9 +116,3 @@ class RegistryDestination:
             and not self.registry.manifest_exists(self.host, self.tag, plan.root.digest)
         ):
             self.registry.put_manifest(self.host, self.tag, plan.root, plan.root_data)
-
-    def consumes_in_order(self) -> bool:
-        return False
-
-    def abort(self) -> None:
-        pass

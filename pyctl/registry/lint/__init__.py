@@ -23,14 +23,10 @@ from typing import TYPE_CHECKING
 from pyctl.config import Settings
 from pyctl.errors import ConfigError
 from pyctl.reference import parse_docker_ref
-from pyctl.registry.auth import DOCKER_HUB_KEY, auth_key
-from pyctl.registry.hosts import (
-    DOCKER_HUB,
-    DOCKER_HUB_REGISTRY,
-    canonical_ref_host,
-    hosts_dirs,
-    resolve_hosts,
-)
+from pyctl.registry.credentials.keys import DOCKER_HUB_KEY, auth_key
+from pyctl.registry.hosts.certsd import hosts_dirs
+from pyctl.registry.hosts.model import DOCKER_HUB, DOCKER_HUB_REGISTRY, canonical_ref_host
+from pyctl.registry.hosts.resolve import resolve_hosts
 from pyctl.registry.lint.containerd import ContainerdLint
 from pyctl.registry.lint.findings import Finding, Report, Severity
 from pyctl.registry.lint.hostsdirs import HostsLint

@@ -36,8 +36,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyctl.errors import ConfigError
-from pyctl.registry.auth import auth_key
-from pyctl.registry.containerd_config import (
+from pyctl.registry.credentials.keys import auth_key
+from pyctl.registry.hosts.certsd import host_dir_candidates
+from pyctl.registry.hosts.containerd_config import (
     CRI_IMAGES_PLUGIN,
     CRI_PLUGINS,
     CRI_V1_PLUGIN,
@@ -48,15 +49,14 @@ from pyctl.registry.containerd_config import (
     resolve_imports,
     toml_key,
 )
-from pyctl.registry.hosts import (
+from pyctl.registry.hosts.cri import cri_registry_config
+from pyctl.registry.hosts.golang import is_localhost
+from pyctl.registry.hosts.model import (
     DEFAULT_HOSTS_DIRS,
     DOCKER_HUB,
     DOCKER_HUB_REGISTRY,
     HOSTS_FILE,
     CriRegistryConfig,
-    cri_registry_config,
-    host_dir_candidates,
-    is_localhost,
 )
 from pyctl.registry.lint.certs import check_ca, check_client
 from pyctl.registry.lint.findings import Report

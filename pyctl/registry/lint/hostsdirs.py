@@ -31,22 +31,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeGuard
 
 from pyctl.errors import ConfigError
-from pyctl.registry.containerd_config import Rules, toml_key
-from pyctl.registry.hosts import (
-    DEFAULT_DIR,
-    DEFAULT_HOSTS_DIRS,
-    HOSTS_FILE,
-    host_dir_candidates,
-    lookup_host_dir,
-    parse_go_duration,
-    parse_hosts_toml,
-    split_host_port,
-)
+from pyctl.registry.hosts.certsd import host_dir_candidates, lookup_host_dir
+from pyctl.registry.hosts.containerd_config import Rules, toml_key
+from pyctl.registry.hosts.golang import parse_go_duration, split_host_port
+from pyctl.registry.hosts.hosts_toml import parse_hosts_toml
+from pyctl.registry.hosts.model import DEFAULT_DIR, DEFAULT_HOSTS_DIRS, HOSTS_FILE
+from pyctl.registry.hosts.provenance import dir_host, near_misses
 from pyctl.registry.lint.certs import check_ca, check_client
 from pyctl.registry.lint.containerd import ContainerdLint, error_line, expected_table
 from pyctl.registry.lint.findings import Report
 from pyctl.registry.lint.tomllines import TomlLines
-from pyctl.registry.provenance import dir_host, near_misses
 
 _HOST_KEYS = ("capabilities", "ca", "client", "skip_verify", "header", "override_path")
 _HOST_KEYS_ALL = (*_HOST_KEYS, "dial_timeout")

@@ -1,4 +1,5 @@
-"""Go's path rules, where pyctl must name files exactly as containerd (a Go program) does.
+"""Go's rules, where pyctl must read names, paths and durations exactly as containerd (a Go
+program) does.
 
 * :func:`clean`, :func:`join`, :func:`dirname`: Go ``path.Clean`` / ``path.Join`` /
   ``filepath.Dir`` (on Linux ``filepath`` and ``path`` agree: ``/`` only). Unlike
@@ -9,10 +10,14 @@
   pattern (``[``, ``[]a]``, ``[a-]``, a trailing ``\\``) is an error rather than literal text,
   and the matches come sorted, directory by directory. I/O errors while globbing are ignored
   (an unreadable or missing directory matches nothing), as in Go.
+* :func:`split_host_port`: ``net.SplitHostPort``, leniently (no port is no error).
+* :func:`is_localhost`: containerd's ``docker.IsLocalhost``.
+* :func:`parse_go_duration`: ``time.ParseDuration`` (``dial_timeout``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import stat
@@ -181,3 +186,64 @@ def _class_char(pattern: str, i: int) -> tuple[str, int]:
     if i + 1 >= n:
         raise BadPattern(pattern)
     return pattern[i], i + 1
+
+
+def split_host_port(hostport: str) -> tuple[str, str]:
+    """Go ``net.SplitHostPort`` leniently: ``(host, port)``; port "" when there is none.
+
+    ``[::1]:5000`` → ``("::1", "5000")``; ``[::1]`` → ``("::1", "")``; ``::1`` → ``("::1", "")``.
+    """
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end < 0:
+            return hostport, ""
+        rest = hostport[end + 1 :]
+        port = rest[1:] if rest.startswith(":") else ""
+        return hostport[1:end], port
+    if hostport.count(":") == 1:
+        host, _, port = hostport.partition(":")
+        return host, port
+    return hostport, ""
+
+
+def is_localhost(hostport: str) -> bool:
+    """containerd ``docker.IsLocalhost``: ``localhost`` or a loopback IP, port ignored."""
+    host = split_host_port(hostport)[0]
+    if host.lower() == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
+
+
+def parse_go_duration(text: str) -> float:
+    """Go ``time.ParseDuration`` → seconds (``"3s"``, ``"500ms"``, ``"1m30s"``, ``"1.5h"``)."""
+    m = _DURATION_RE.fullmatch(text)
+    if m is None:
+        if text in ("0", "+0", "-0"):
+            return 0.0
+        raise ValueError(f"invalid duration {text!r}")
+    total = 0.0
+    for number, unit in _DURATION_PART_RE.findall(m.group(2)):
+        total += float(number) * _DURATION_UNITS[unit]
+    return -total if m.group(1) == "-" else total
+
+
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "\u00b5s": 1e-6,
+    "\u03bcs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_UNIT_ALT = "ns|us|\u00b5s|\u03bcs|ms|s|m|h"
+_DURATION_PART = rf"(\d+\.?\d*|\.\d+)({_DURATION_UNIT_ALT})"
+_DURATION_PART_RE = re.compile(_DURATION_PART)
+_DURATION_RE = re.compile(rf"([-+]?)((?:{_DURATION_PART})+)")

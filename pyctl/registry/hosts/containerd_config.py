@@ -9,7 +9,7 @@ in 1.6 and 1.7, ``cmd/containerd/server/config/config.go`` in 2.x):
   those import, and so on; a path already read is not read again (cycles, repeats);
 * each import is cleaned (Go ``filepath.Clean``), a relative one is taken relative to the
   directory of the file that imports it, and one containing ``*`` is a Go glob (see
-  :mod:`pyctl.registry.gopath`) whose matches come sorted; a glob that matches nothing imports
+  :mod:`pyctl.registry.hosts.golang`) whose matches come sorted; a glob that matches nothing imports
   nothing, any other path must exist — containerd does not start otherwise, and pyctl stops
   with an error naming the file. (containerd before 1.6.29 and 1.7.16 matched a *relative
   glob* against its working directory instead; pyctl follows the fixed rule.)
@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyctl.errors import ConfigError
-from pyctl.registry import gopath
+from pyctl.registry.hosts import golang
 
 CRI_V1_PLUGIN = "cri"
 CRI_V2_PLUGIN = "io.containerd.grpc.v1.cri"
@@ -182,15 +182,15 @@ def resolve_imports(parent: str, imports: Sequence[str], *, where: str = "") -> 
     """containerd ``resolveImports``: the paths ``parent``'s ``imports`` name, in order."""
     out: list[str] = []
     for entry in imports:
-        path = gopath.clean(entry)
+        path = golang.clean(entry)
         if not path.startswith("/"):
-            path = gopath.join(gopath.dirname(parent), path)
+            path = golang.join(golang.dirname(parent), path)
         if "*" not in path:
             out.append(path)
             continue
         try:
-            out.extend(gopath.glob(path))
-        except gopath.BadPattern:
+            out.extend(golang.glob(path))
+        except golang.BadPattern:
             raise ConfigError(
                 f"{where or _where(parent, '')}: import {entry!r} is not a valid glob pattern "
                 "(Go syntax: * ? [a-z] [^a-z] and \\ to escape; containerd does not start "

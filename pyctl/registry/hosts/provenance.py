@@ -12,15 +12,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pyctl.registry.hosts import (
-    DEFAULT_DIR,
-    HOSTS_FILE,
-    RegistryHost,
-    canonical_ref_host,
-    host_dir_candidates,
-    lookup_host_dir,
-    split_host_port,
-)
+from pyctl.registry.hosts.certsd import host_dir_candidates, lookup_host_dir
+from pyctl.registry.hosts.golang import split_host_port
+from pyctl.registry.hosts.model import DEFAULT_DIR, HOSTS_FILE, RegistryHost, canonical_ref_host
 
 
 @dataclass(frozen=True)
@@ -170,3 +164,27 @@ def tls_fix(entry: RegistryHost, lookup: HostsLookup | None) -> str:
 def endpoint_from(entry: RegistryHost, lookup: HostsLookup | None) -> str:
     """A suffix for connection and auth failures: the configuration that gave ``entry``."""
     return f"endpoint {entry.scheme}://{entry.host} from {applied_config(entry, lookup)}"
+
+
+class Provenance:
+    """Which configuration gave the endpoints of ``ref_host`` their settings (looked up in the
+    hosts directories ``dirs`` once, when a message first needs it; None: not known)."""
+
+    def __init__(self, ref_host: str, dirs: Sequence[str] | None) -> None:
+        self.ref_host = ref_host
+        self.dirs = dirs
+        self._lookup: HostsLookup | None = None
+
+    def lookup(self) -> HostsLookup | None:
+        if self.dirs is None:
+            return None
+        if self._lookup is None:
+            self._lookup = HostsLookup.of(self.ref_host, self.dirs)
+        return self._lookup
+
+    def where(self, entry: RegistryHost) -> str:
+        """``endpoint URL from CONFIGURATION``, for connection and auth failures."""
+        return endpoint_from(entry, self.lookup())
+
+    def tls_fix(self, entry: RegistryHost) -> str:
+        return tls_fix(entry, self.lookup())

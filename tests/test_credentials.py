@@ -1,4 +1,4 @@
-"""Credentials (config.json, credential helpers, CRI auth) and auth-challenge primitives."""
+"""Credentials: config.json, credential helpers, CRI auth."""
 
 from __future__ import annotations
 
@@ -15,30 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from pyctl.errors import ConfigError, PyctlError
-from pyctl.registry.auth import (
-    DOCKER_HUB_KEY,
-    Challenge,
-    Credential,
-    CredentialHelperError,
-    DockerConfig,
-    Scopes,
-    Token,
-    auth_key,
-    convert_to_hostname,
-    cri_credential,
-    docker_config_path,
-    merge_scopes,
-    parse_token_response,
-    parse_www_authenticate,
-    redact_headers,
-    redact_text,
-    repository_scope,
-    run_helper,
-)
+from pyctl.errors import ConfigError, CredentialHelperError, CredentialsNotFound, PyctlError
+from pyctl.registry.credentials import Credential
+from pyctl.registry.credentials.cri import cri_credential
+from pyctl.registry.credentials.docker_config import DockerConfig, docker_config_path
+from pyctl.registry.credentials.helpers import run_helper
+from pyctl.registry.credentials.keys import DOCKER_HUB_KEY, auth_key, convert_to_hostname
 
 
 def b64(text: str) -> str:
@@ -121,7 +104,7 @@ def test_convert_to_hostname() -> None:
 def test_missing_file_is_empty_config(tmp_path: Path) -> None:
     cfg = DockerConfig.load(str(tmp_path / "nope" / "config.json"))
     assert cfg.data == {}
-    assert cfg.get("harbor.local") is None
+    assert cfg.resolve("harbor.local") is None
     assert cfg.helper_for("harbor.local") is None
 
 
@@ -138,7 +121,7 @@ def test_default_path_from_docker_config_env(
     write_config(tmp_path, {"auths": {"h.example": {"auth": b64("u:p")}}})
     cfg = DockerConfig.load()
     assert cfg.path == str(tmp_path / "config.json")
-    assert cfg.get("h.example") == Credential("u", "p", source=cfg.path)
+    assert cfg.resolve("h.example") == Credential("u", "p", source=cfg.path)
 
 
 @pytest.mark.parametrize(
@@ -185,15 +168,15 @@ def test_auths_lookup_basic(tmp_path: Path) -> None:
         },
     )
     for hub in ("docker.io", "index.docker.io", "registry-1.docker.io", DOCKER_HUB_KEY):
-        assert cfg.get(hub) == Credential("hubuser", "hubpass", source=cfg.path)
-    assert cfg.get("harbor.local:5000") == Credential("alice", "pa:ss:word", source=cfg.path)
-    assert cfg.get("harbor.local") is None  # other port
-    assert cfg.get("nul.example") == Credential("bob", "secret", source=cfg.path)
-    assert cfg.get("fields.example") == Credential("carol", "pw", source=cfg.path)
-    assert cfg.get("override.example") == Credential("real", "pw", source=cfg.path)
-    assert cfg.get("empty.example") is None
-    assert cfg.get("null.example") is None
-    assert cfg.get("unknown.example") is None
+        assert cfg.resolve(hub) == Credential("hubuser", "hubpass", source=cfg.path)
+    assert cfg.resolve("harbor.local:5000") == Credential("alice", "pa:ss:word", source=cfg.path)
+    assert cfg.resolve("harbor.local") is None  # other port
+    assert cfg.resolve("nul.example") == Credential("bob", "secret", source=cfg.path)
+    assert cfg.resolve("fields.example") == Credential("carol", "pw", source=cfg.path)
+    assert cfg.resolve("override.example") == Credential("real", "pw", source=cfg.path)
+    assert cfg.resolve("empty.example") is None
+    assert cfg.resolve("null.example") is None
+    assert cfg.resolve("unknown.example") is None
 
 
 def test_auths_lookup_by_hostname_and_nerdctl_identifiers(tmp_path: Path) -> None:
@@ -210,13 +193,13 @@ def test_auths_lookup_by_hostname_and_nerdctl_identifiers(tmp_path: Path) -> Non
             }
         },
     )
-    assert cfg.get("url.example") is not None and cfg.get("url.example").username == "u1"  # type: ignore[union-attr]
-    assert cfg.get("plain.example").username == "u2"  # type: ignore[union-attr]
+    assert cfg.resolve("url.example") is not None and cfg.resolve("url.example").username == "u1"  # type: ignore[union-attr]
+    assert cfg.resolve("plain.example").username == "u2"  # type: ignore[union-attr]
     # nerdctl: host and host:443 are the same registry
-    assert cfg.get("port443.example").username == "u3"  # type: ignore[union-attr]
-    assert cfg.get("noport.example:443").username == "u4"  # type: ignore[union-attr]
-    assert cfg.get("docker.io").username == "hub"  # type: ignore[union-attr]
-    assert cfg.get("url.example:5000") is None
+    assert cfg.resolve("port443.example").username == "u3"  # type: ignore[union-attr]
+    assert cfg.resolve("noport.example:443").username == "u4"  # type: ignore[union-attr]
+    assert cfg.resolve("docker.io").username == "hub"  # type: ignore[union-attr]
+    assert cfg.resolve("url.example:5000") is None
 
 
 def test_exact_key_wins_and_fallback_is_sorted(tmp_path: Path) -> None:
@@ -229,7 +212,7 @@ def test_exact_key_wins_and_fallback_is_sorted(tmp_path: Path) -> None:
             }
         },
     )
-    assert cfg.get("h.example").username == "first"  # type: ignore[union-attr]
+    assert cfg.resolve("h.example").username == "first"  # type: ignore[union-attr]
     cfg2 = load(
         tmp_path,
         {
@@ -240,9 +223,9 @@ def test_exact_key_wins_and_fallback_is_sorted(tmp_path: Path) -> None:
             }
         },
     )
-    assert cfg2.get("h.example").username == "exact"  # type: ignore[union-attr]
+    assert cfg2.resolve("h.example").username == "exact"  # type: ignore[union-attr]
     del cfg2.data["auths"]["h.example"]
-    assert cfg2.get("h.example").username == "ident"  # type: ignore[union-attr]
+    assert cfg2.resolve("h.example").username == "ident"  # type: ignore[union-attr]
 
 
 def test_empty_entry_does_not_hide_other_keys(tmp_path: Path) -> None:
@@ -250,7 +233,7 @@ def test_empty_entry_does_not_hide_other_keys(tmp_path: Path) -> None:
         tmp_path,
         {"auths": {"h.example": {}, "https://h.example": {"auth": b64("u:p")}}},
     )
-    assert cfg.get("h.example") == Credential("u", "p", source=cfg.path)
+    assert cfg.resolve("h.example") == Credential("u", "p", source=cfg.path)
 
 
 @pytest.mark.parametrize(
@@ -268,11 +251,11 @@ def test_bad_auth_field(tmp_path: Path, value: str, why: str) -> None:
         assert b64("user:passw").endswith("=")  # really needs padding
     cfg = load(tmp_path, {"auths": {"h.example": {"auth": value}}})
     with pytest.raises(ConfigError, match="invalid auth configuration file") as info:
-        cfg.get("h.example")
+        cfg.resolve("h.example")
     assert why in str(info.value)
     assert cfg.path in str(info.value)
     # a broken entry for another registry does not matter
-    assert cfg.get("other.example") is None
+    assert cfg.resolve("other.example") is None
 
 
 def test_identity_token(tmp_path: Path) -> None:
@@ -286,12 +269,12 @@ def test_identity_token(tmp_path: Path) -> None:
             }
         },
     )
-    cred = cfg.get("id.example")
+    cred = cfg.resolve("id.example")
     assert cred == Credential("", "refresh-xyz", identity_token=True, source=cfg.path)
-    assert cfg.get("onlytoken.example") == Credential(
+    assert cfg.resolve("onlytoken.example") == Credential(
         "", "tok2", identity_token=True, source=cfg.path
     )
-    assert cfg.get("regtoken.example") is None
+    assert cfg.resolve("regtoken.example") is None
 
 
 def test_registries(tmp_path: Path) -> None:
@@ -418,13 +401,13 @@ def test_helper_round_trip(tmp_path: Path, helper: FakeHelper) -> None:
     assert "s3cr3t-pw" not in Path(cfg.path).read_text()
 
     again = DockerConfig.load(cfg.path)
-    assert again.get("harbor.local") == Credential(
+    assert again.resolve("harbor.local") == Credential(
         "alice", "s3cr3t-pw", source="credential helper docker-credential-fake"
     )
-    assert again.get("https://harbor.local/v2/") is not None
+    assert again.resolve("https://harbor.local/v2/") is not None
     assert again.erase("harbor.local") is True
     assert helper.stored() == {}
-    assert again.get("harbor.local") is None
+    assert again.resolve("harbor.local") is None
     assert json.loads(Path(cfg.path).read_text())["auths"] == {}
     assert again.erase("harbor.local") is False
 
@@ -447,7 +430,7 @@ def test_helper_docker_hub_and_identity_token(tmp_path: Path, helper: FakeHelper
     assert cfg.helper_for("ghcr.io") is None
     cfg.store("docker.io", Credential("", "refresh-tok", identity_token=True))
     assert helper.stored() == {DOCKER_HUB_KEY: ["<token>", "refresh-tok"]}
-    cred = cfg.get("registry-1.docker.io")
+    cred = cfg.resolve("registry-1.docker.io")
     assert cred == Credential(
         "", "refresh-tok", identity_token=True, source="credential helper docker-credential-fake"
     )
@@ -468,16 +451,16 @@ def test_cred_helpers_over_creds_store_over_auths(tmp_path: Path, helper: FakeHe
             },
         },
     )
-    assert cfg.get("a.example") == Credential(
+    assert cfg.resolve("a.example") == Credential(
         "ha", "hp", source="credential helper docker-credential-fake"
     )
     # an empty credHelpers entry selects the file, not credsStore
     assert cfg.helper_for("file.example") is None
-    assert cfg.get("file.example") == Credential("fileb", "fp", source=cfg.path)
+    assert cfg.resolve("file.example") == Credential("fileb", "fp", source=cfg.path)
     # credsStore applies to everything else; its helper is missing → a clear error
     assert cfg.helper_for("b.example") == "absent-store"
     with pytest.raises(PyctlError) as info:
-        cfg.get("b.example")
+        cfg.resolve("b.example")
     assert str(info.value) == (
         "credential helper docker-credential-absent-store not found in PATH "
         f"(configured in {cfg.path})"
@@ -486,7 +469,7 @@ def test_cred_helpers_over_creds_store_over_auths(tmp_path: Path, helper: FakeHe
 
 def test_helper_not_found_does_not_fall_back_to_auths(tmp_path: Path, helper: FakeHelper) -> None:
     cfg = load(tmp_path, {"credsStore": "fake", "auths": {"h.example": {"auth": b64("u:p")}}})
-    assert cfg.get("h.example") is None
+    assert cfg.resolve("h.example") is None
     assert [c["argv"][1] for c in helper.calls()] == ["get"]
 
 
@@ -494,7 +477,7 @@ def test_helper_port_443_falls_back_to_portless(tmp_path: Path, helper: FakeHelp
     helper.state.write_text(json.dumps({"h.example": ["u", "p"]}))
     cfg = load(tmp_path, {"credHelpers": {"h.example": "fake"}})
     assert cfg.helper_for("h.example:443") == "fake"
-    assert cfg.get("h.example:443") == Credential(
+    assert cfg.resolve("h.example:443") == Credential(
         "u", "p", source="credential helper docker-credential-fake"
     )
 
@@ -502,13 +485,13 @@ def test_helper_port_443_falls_back_to_portless(tmp_path: Path, helper: FakeHelp
 def test_helper_errors(tmp_path: Path, helper: FakeHelper) -> None:
     cfg = load(tmp_path, {"credsStore": "fake"})
     with pytest.raises(CredentialHelperError) as info:
-        cfg.get("broken.example")
+        cfg.resolve("broken.example")
     assert str(info.value) == (
         "credential helper docker-credential-fake get failed: internal helper error"
     )
-    assert not info.value.credentials_not_found
+    assert not isinstance(info.value, CredentialsNotFound)
     with pytest.raises(PyctlError, match="invalid JSON"):
-        cfg.get("garbage.example")
+        cfg.resolve("garbage.example")
     before = Path(cfg.path).read_text()
     with pytest.raises(PyctlError, match="keychain locked"):
         cfg.store("broken.example", Credential("u", "never-in-file"))
@@ -516,9 +499,8 @@ def test_helper_errors(tmp_path: Path, helper: FakeHelper) -> None:
 
 
 def test_run_helper_directly(helper: FakeHelper, tmp_path: Path) -> None:
-    with pytest.raises(CredentialHelperError) as info:
+    with pytest.raises(CredentialsNotFound) as info:
         run_helper("fake", "get", "nothing.example")
-    assert info.value.credentials_not_found
     assert info.value.action == "get"
     with pytest.raises(PyctlError, match=r"did not finish within 0\.5s"):
         run_helper("fake", "sleep", "", timeout=0.5)
@@ -561,8 +543,8 @@ def test_store_in_file_and_round_trip(tmp_path: Path) -> None:
         "harbor.local:8443": {"auth": b64("al:pw")},
     }
     again = DockerConfig.load(path)
-    assert again.get("registry-1.docker.io") == Credential("hubuser", "hub:pass", source=path)
-    assert again.get("harbor.local:8443") == Credential("al", "pw", source=path)
+    assert again.resolve("registry-1.docker.io") == Credential("hubuser", "hub:pass", source=path)
+    assert again.resolve("harbor.local:8443") == Credential("al", "pw", source=path)
 
 
 def test_store_identity_token_in_file(tmp_path: Path) -> None:
@@ -574,8 +556,8 @@ def test_store_identity_token_in_file(tmp_path: Path) -> None:
     assert data["auths"]["h.example"] == {"identitytoken": "tok"}
     assert data["auths"]["k.example"] == {"auth": b64("alice:"), "identitytoken": "tok2"}
     again = DockerConfig.load(path)
-    assert again.get("h.example") == Credential("", "tok", identity_token=True, source=path)
-    assert again.get("k.example") == Credential("", "tok2", identity_token=True, source=path)
+    assert again.resolve("h.example") == Credential("", "tok", identity_token=True, source=path)
+    assert again.resolve("k.example") == Credential("", "tok2", identity_token=True, source=path)
 
 
 def test_store_rejects_unusable_credentials(tmp_path: Path) -> None:
@@ -592,12 +574,49 @@ def test_store_rejects_unusable_credentials(tmp_path: Path) -> None:
 def test_store_unchanged_does_not_rewrite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = DockerConfig.load(str(tmp_path / "config.json"))
     cfg.store("h.example", Credential("u", "p"))
-    saves: list[int] = []
-    monkeypatch.setattr(DockerConfig, "save", lambda self: saves.append(1))
+    replaced: list[object] = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda *a: replaced.append(a) or real_replace(*a))
     cfg.store("h.example", Credential("u", "p"))
-    assert saves == []
+    assert replaced == []
     cfg.store("h.example", Credential("u", "p2"))
-    assert saves == [1]
+    assert len(replaced) == 1
+
+
+def _store_one(path: str, host: str) -> None:
+    DockerConfig.load(path).store(host, Credential("u", host))
+
+
+def test_writers_at_once_lose_nothing(tmp_path: Path) -> None:
+    """Processes that each loaded the file before any of them wrote it (logins running at
+    once) all land: each write re-reads the file under the lock."""
+    import multiprocessing
+
+    path = write_config(tmp_path, {"auths": {"kept.example": {"auth": b64("k:p")}}})
+    hosts = [f"r{i}.example" for i in range(12)]
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_store_one, args=(path, h)) for h in hosts]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0] * len(hosts)
+    auths = json.loads(Path(path).read_text())["auths"]
+    assert sorted(auths) == sorted([*hosts, "kept.example"])
+    assert all(auths[h] == {"auth": b64(f"u:{h}")} for h in hosts)
+    assert leftovers(tmp_path) == []  # no lock file, no temporary file
+
+
+def test_a_writer_changes_only_its_entry(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"auths": {}})
+    early = DockerConfig.load(path)  # loaded before the other writes
+    DockerConfig.load(path).store("other.example", Credential("o", "p"))
+    early.store("mine.example", Credential("m", "p"))
+    assert sorted(json.loads(Path(path).read_text())["auths"]) == ["mine.example", "other.example"]
+    assert early.resolve("other.example") is not None  # it sees the file as it is now
+    DockerConfig.load(path).erase("other.example")
+    early.erase("mine.example")
+    assert json.loads(Path(path).read_text())["auths"] == {}
 
 
 def test_erase_from_file_removes_every_matching_key(tmp_path: Path) -> None:
@@ -617,7 +636,7 @@ def test_erase_from_file_removes_every_matching_key(tmp_path: Path) -> None:
     )
     cfg = DockerConfig.load(path)
     assert cfg.erase("h.example") is True
-    assert cfg.get("h.example") is None
+    assert cfg.resolve("h.example") is None
     data = json.loads(Path(path).read_text())
     assert sorted(data["auths"]) == ["h.example:5000", "other.example"]
     assert data["credHelpers"] == {}
@@ -635,7 +654,7 @@ def test_erase_docker_hub(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# save(): atomic writes
+# Writes: locked, atomic
 # ---------------------------------------------------------------------------------------------
 
 
@@ -651,14 +670,13 @@ def test_save_new_file_mode_0600_and_creates_dir(tmp_path: Path) -> None:
     old = os.umask(0)
     try:
         path = tmp_path / "new" / "deeper" / "config.json"
-        cfg = DockerConfig(str(path), {"auths": {}})
-        cfg.save()
+        DockerConfig.load(str(path)).store("h.example", Credential("u", "p"))
     finally:
         os.umask(old)
     assert mode_of(path) == 0o600
     assert mode_of(path.parent) == 0o700
-    assert json.loads(path.read_text()) == {"auths": {}}
-    assert path.read_text() == '{\n\t"auths": {}\n}'
+    assert json.loads(path.read_text()) == {"auths": {"h.example": {"auth": b64("u:p")}}}
+    assert path.read_text().startswith('{\n\t"auths": {\n\t\t"h.example": {')
     assert leftovers(path.parent) == []
 
 
@@ -708,7 +726,8 @@ def test_save_dangling_symlink_creates_target(tmp_path: Path) -> None:
     assert link.is_symlink()
     assert target.is_file()
     assert mode_of(target) == 0o600
-    assert DockerConfig.load(str(link)).get("h.example") == Credential("u", "p", source=str(link))
+    again = DockerConfig.load(str(link))
+    assert again.resolve("h.example") == Credential("u", "p", source=str(link))
 
 
 ORIGINAL = {"auths": {"h.example": {"auth": b64("orig:pw")}}, "other": True}
@@ -741,7 +760,7 @@ def test_save_failure_leaves_original_untouched(
     assert path.read_bytes() == before
     assert leftovers(tmp_path) == []
     # the in-memory document is rolled back too
-    assert cfg.get("h.example") == Credential("orig", "pw", source=str(path))
+    assert cfg.resolve("h.example") == Credential("orig", "pw", source=str(path))
 
 
 def test_save_short_write_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -754,7 +773,7 @@ def test_save_short_write_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(os, "write", one_byte)
     cfg.store("h.example", Credential("new", "pw"))
     monkeypatch.undo()
-    assert DockerConfig.load(str(path)).get("h.example") == Credential(
+    assert DockerConfig.load(str(path)).resolve("h.example") == Credential(
         "new", "pw", source=str(path)
     )
 
@@ -777,7 +796,7 @@ def test_save_cannot_create_directory(tmp_path: Path) -> None:
     blocker.write_text("")
     cfg = DockerConfig(str(blocker / "sub" / "config.json"), {})
     with pytest.raises(ConfigError, match="writing config file"):
-        cfg.save()
+        cfg.store("h.example", Credential("u", "p"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -814,250 +833,3 @@ def test_cri_credential() -> None:
         cri_credential(CriAuth(auth="%%%"))
     with pytest.raises(ConfigError, match="no ':'"):
         cri_credential(CriAuth(auth=b64("nocolon")))
-
-
-# ---------------------------------------------------------------------------------------------
-# WWW-Authenticate
-# ---------------------------------------------------------------------------------------------
-
-
-def one(value: str) -> Challenge:
-    found = parse_www_authenticate([value])
-    assert len(found) == 1, found
-    return found[0]
-
-
-def test_docker_hub_challenge() -> None:
-    ch = one(
-        'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
-        'scope="repository:samalba/my-app:pull,push"'
-    )
-    assert ch.scheme == "bearer"
-    assert ch.realm == "https://auth.docker.io/token"
-    assert ch.service == "registry.docker.io"
-    assert ch.scope == "repository:samalba/my-app:pull,push"
-    assert ch.scopes == ("repository:samalba/my-app:pull,push",)
-    assert ch.error is None
-
-
-@pytest.mark.parametrize(
-    ("value", "scheme", "params"),
-    [
-        ('Basic realm="Registry Realm"', "basic", {"realm": "Registry Realm"}),
-        ("BASIC REALM=x", "basic", {"realm": "x"}),
-        ("Basic", "basic", {}),
-        ('  Bearer   realm = "r" ,  service = s  ', "bearer", {"realm": "r", "service": "s"}),
-        ('Bearer realm="a\\"b\\\\c\\d"', "bearer", {"realm": 'a"b\\cd'}),
-        (
-            'Bearer realm="with, comma", service="x"',
-            "bearer",
-            {"realm": "with, comma", "service": "x"},
-        ),
-        ('Bearer realm="", service=""', "bearer", {"realm": "", "service": ""}),
-        ("Bearer realm=", "bearer", {"realm": ""}),
-        (
-            "Bearer realm=https://auth.example/token?x=1, service=reg",
-            "bearer",
-            {"realm": "https://auth.example/token?x=1", "service": "reg"},
-        ),
-        (
-            'Bearer realm="r",scope="a:b:pull b:c:push"',
-            "bearer",
-            {"realm": "r", "scope": "a:b:pull b:c:push"},
-        ),
-        ('Bearer realm="r", realm="second"', "bearer", {"realm": "second"}),
-        ('Bearer realm="unterminated', "bearer", {}),
-        ('Bearer service="s", realm="unterminated\\', "bearer", {"service": "s"}),
-        ('Bearer realm="r" junk, service="s"', "bearer", {"realm": "r", "service": "s"}),
-        ('Bearer ,, realm="r",,', "bearer", {"realm": "r"}),
-        (
-            'Bearer realm="r", error="insufficient_scope", error_description="need \\"push\\""',
-            "bearer",
-            {"realm": "r", "error": "insufficient_scope", "error_description": 'need "push"'},
-        ),
-        ('Bearer realm="ünïcode"', "bearer", {"realm": "ünïcode"}),
-    ],
-)
-def test_parse_single_challenge(value: str, scheme: str, params: dict[str, str]) -> None:
-    ch = one(value)
-    assert ch.scheme == scheme
-    assert dict(ch.params) == params
-
-
-def test_error_params() -> None:
-    ch = one('Bearer realm="r",error="invalid_token",error_description="expired"')
-    assert ch.error == "invalid_token"
-    assert ch.error_description == "expired"
-
-
-def test_multiple_headers_bearer_first() -> None:
-    found = parse_www_authenticate(
-        ['Basic realm="basic-realm"', 'Digest realm="d", nonce="n"', 'Bearer realm="https://t/"']
-    )
-    assert [c.scheme for c in found] == ["bearer", "basic", "digest"]
-    assert found[0].realm == "https://t/"
-    assert found[1].realm == "basic-realm"
-
-
-def test_comma_joined_challenges() -> None:
-    # what requests' resp.headers gives for two WWW-Authenticate headers
-    found = parse_www_authenticate(['Basic realm="b", Bearer realm="https://t/", service="s"'])
-    assert [(c.scheme, dict(c.params)) for c in found] == [
-        ("bearer", {"realm": "https://t/", "service": "s"}),
-        ("basic", {"realm": "b"}),
-    ]
-    found = parse_www_authenticate(["Negotiate, Basic"])
-    assert [c.scheme for c in found] == ["basic", "negotiate"]
-
-
-@pytest.mark.parametrize(
-    "value",
-    ["", "   ", ",", "=", '"Bearer"', "realm=x", '=realm="x"', "\x00\x01", "é", '"', "\\"],
-)
-def test_garbage_yields_nothing(value: str) -> None:
-    assert parse_www_authenticate([value]) == []
-
-
-def test_garbage_does_not_hide_valid_parts() -> None:
-    assert parse_www_authenticate(["@@@", 'Bearer realm="r"', ""]) == [
-        Challenge("bearer", {"realm": "r"})
-    ]
-    assert parse_www_authenticate(['=x, Bearer realm="r"'])[0].realm == "r"
-    assert parse_www_authenticate(None) == []
-    assert parse_www_authenticate('Basic realm="x"')[0].scheme == "basic"  # a bare string
-
-
-def test_token68_is_tolerated() -> None:
-    found = parse_www_authenticate(["Negotiate a87421000492aa874209af8bc028", 'Bearer realm="r"'])
-    assert [c.scheme for c in found] == ["bearer", "negotiate"]
-
-
-@settings(max_examples=400, deadline=None)
-@given(
-    st.lists(
-        st.text(alphabet=st.sampled_from(list('Bb ea,r="\\=x\t\né')), max_size=60)
-        | st.text(max_size=60),
-        max_size=4,
-    )
-)
-def test_parser_never_raises_or_hangs(values: list[str]) -> None:
-    for ch in parse_www_authenticate(values):
-        assert ch.scheme and ch.scheme == ch.scheme.lower()
-        assert all(k == k.lower() for k in ch.params)
-
-
-# ---------------------------------------------------------------------------------------------
-# Scopes
-# ---------------------------------------------------------------------------------------------
-
-
-def test_scopes() -> None:
-    assert repository_scope("library/ubuntu", "pull") == "repository:library/ubuntu:pull"
-    assert repository_scope("a/b", ["pull", "push"]) == "repository:a/b:pull,push"
-    assert Scopes.pull("a/b") == "repository:a/b:pull"
-    assert Scopes.push("a/b") == "repository:a/b:pull,push"
-    assert Scopes.repository("x", "pull") == "repository:x:pull"
-    with pytest.raises(PyctlError):
-        repository_scope("", "pull")
-    # containerd's TestGetTokenScopes: exact-string dedup, sorted
-    assert merge_scopes(["repository:foo/bar:pull"], ["repository:foo/bar:pull,push"]) == (
-        "repository:foo/bar:pull",
-        "repository:foo/bar:pull,push",
-    )
-    assert merge_scopes(
-        ["repository:b:pull", "repository:a:pull"],
-        ("repository:a:pull",),
-        ["repository:c:pull repository:a:push", ""],
-    ) == ("repository:a:pull", "repository:a:push", "repository:b:pull", "repository:c:pull")
-    assert merge_scopes() == ()
-    assert Scopes.merge(["b", "a"]) == ("a", "b")
-
-
-# ---------------------------------------------------------------------------------------------
-# Token responses
-# ---------------------------------------------------------------------------------------------
-
-
-def test_token_response() -> None:
-    tok = parse_token_response(b'{"token": "t1", "expires_in": 300}', 1000.0)
-    assert tok == Token("t1", 1300.0, None)
-    tok = parse_token_response(
-        b'{"token": "old", "access_token": "new", "refresh_token": "r",'
-        b' "issued_at": "2020-01-01T00:00:00Z"}',
-        1000.0,
-    )
-    assert (tok.token, tok.expires_at, tok.refresh_token) == ("new", 1060.0, "r")
-    assert parse_token_response(b'{"access_token": "a", "expires_in": 0}', 5).expires_at == 65
-    assert parse_token_response(b'{"token": "a", "expires_in": -5}', 5).expires_at == 65
-    assert parse_token_response(b'{"token": "a", "expires_in": "300"}', 5).expires_at == 65
-    assert parse_token_response(b'{"token": "a", "expires_in": true}', 5).expires_at == 65
-    assert parse_token_response(b'{"token": "a", "expires_in": 1e999}', 5).expires_at == 65
-    assert parse_token_response(b'{"token": "a", "expires_in": 2.5}', 5).expires_at == 7.5
-    assert parse_token_response(b'{"token": "", "access_token": "a"}', 0).token == "a"
-    assert parse_token_response(b'{"token": "t", "access_token": ""}', 0).token == "t"
-    assert parse_token_response(b'\xef\xbb\xbf{"token": "bom"}', 0).token == "bom"
-
-
-@pytest.mark.parametrize(
-    "body", [b"{}", b'{"token": ""}', b'{"token": 5}', b'{"access_token": null}']
-)
-def test_token_response_without_token(body: bytes) -> None:
-    with pytest.raises(PyctlError) as info:
-        parse_token_response(body, 0)
-    assert str(info.value) == "authorization server did not include a token in the response"
-
-
-@pytest.mark.parametrize("body", [b"", b"<html>", b"[1]", b"\xff", b"null", b"[" * 100000])
-def test_token_response_invalid(body: bytes) -> None:
-    with pytest.raises(PyctlError, match="invalid token response"):
-        parse_token_response(body, 0)
-
-
-def test_token_repr_and_validity() -> None:
-    tok = Token("very-secret-token", 100.0, "refresh-secret")
-    assert "very-secret-token" not in repr(tok) and "refresh-secret" not in str(tok)
-    assert tok.valid_at(50) and not tok.valid_at(100) and not tok.valid_at(96, margin=5)
-    assert Token("t", None).valid_at(1e12)
-
-
-# ---------------------------------------------------------------------------------------------
-# Redaction
-# ---------------------------------------------------------------------------------------------
-
-
-def test_redact_headers() -> None:
-    headers = {
-        "Authorization": "Bearer eyJhbGciOi.secret",
-        "proxy-authorization": "Basic dXNlcjpwYXNz",
-        "Cookie": "session=abc",
-        "Set-Cookie": "x=y",
-        "X-Custom": "keep",
-        "Accept": "application/json",
-        "AUTHORIZATION": "weird-no-scheme",
-    }
-    out = redact_headers(headers)
-    assert out == {
-        "Authorization": "Bearer <redacted>",
-        "proxy-authorization": "Basic <redacted>",
-        "Cookie": "<redacted>",
-        "Set-Cookie": "<redacted>",
-        "X-Custom": "keep",
-        "Accept": "application/json",
-        "AUTHORIZATION": "<redacted>",
-    }
-    assert headers["Authorization"] == "Bearer eyJhbGciOi.secret"  # input untouched
-
-
-def test_redact_text() -> None:
-    secret = 'p@ss w/rd&"x'
-    text = (
-        f"password={secret} form=password=p%40ss+w%2Frd%26%22x "
-        f"query=p%40ss%20w%2Frd%26%22x json={json.dumps(secret)}"
-    )
-    out = redact_text(text, [secret, "", None])
-    assert "p@ss" not in out and "p%40ss" not in out
-    assert out.count("<redacted>") == 4
-    assert redact_text("token abc and abcdef", ["abc", "abcdef"]) == (
-        "token <redacted> and <redacted>"
-    )
-    assert redact_text("nothing here", []) == "nothing here"
