@@ -155,6 +155,36 @@ def check_downloaded(reg: Registry, since: int, blobs: dict[str, int], tool: str
         time.sleep(0.1)
 
 
+REQUEST = re.compile(r'"(POST|PUT|PATCH) (\S+) HTTP/[0-9.]+" (\d{3})')
+
+
+def check_mounted(reg: Registry, since: int, blobs: dict[str, int], tool: str) -> None:
+    """Every blob of the image was mounted (a POST with ?mount= answered 201) and none was
+    uploaded, per the registry's access log after byte ``since`` (lines come when the answer
+    is sent: wait a moment for the last)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    deadline = time.monotonic() + 5.0
+    while True:
+        with reg.log_path.open("rb") as fh:
+            fh.seek(since)
+            log = fh.read().decode(errors="replace")
+        mounted, uploads = set(), 0
+        for method, target, status in REQUEST.findall(log):
+            query = parse_qs(urlsplit(target).query)
+            if method == "POST" and "mount" in query and status == "201":
+                mounted.add(query["mount"][0])
+            elif method in ("PUT", "PATCH") and "/blobs/uploads/" in target:
+                uploads += 1
+        if uploads:
+            raise SystemExit(f"bench: {tool} uploaded {uploads} blob(s) instead of mounting")
+        if not set(blobs) - mounted:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: {tool} mounted {len(mounted)} of {len(blobs)} blobs")
+        time.sleep(0.1)
+
+
 def run(runs: int) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     with (
@@ -242,6 +272,38 @@ def run(runs: int) -> list[dict[str, Any]]:
         )
         nan = float("nan")  # no docker push line
         results.append({**ratio_row(f"push, {size}", med), "docker_s": nan, "docker_ratio": nan})
+
+        # push of the same image into another repository of the registry it came from: every
+        # blob is a cross-repository mount (both tools read containerd's distribution.source
+        # label); each run into a repository of its own.
+        runs_done = [0]
+
+        def push_mounting(tool: str) -> float:
+            runs_done[0] += 1
+            dest = f"{reg.host}/bench/mount-{runs_done[0]}:1"
+            cd.ctr("images", "tag", ref, dest, namespace=NS)
+            mark = reg.log_path.stat().st_size
+            try:
+                if tool == "ctr":
+                    elapsed = timed([*ctr, "images", "push", "--plain-http", dest])
+                else:
+                    elapsed = timed([*pyctl, "-n", NS, "push", "-q", dest], env)
+            finally:
+                cd.ctr("images", "rm", dest, namespace=NS)
+            check_mounted(reg, mark, blobs, tool)
+            return elapsed
+
+        med = alternate(
+            runs,
+            {"ctr": lambda: push_mounting("ctr"), "pyctl": lambda: push_mounting("pyctl")},
+        )
+        results.append(
+            {
+                **ratio_row(f"push with mounts, {size}", med),
+                "docker_s": nan,
+                "docker_ratio": nan,
+            }
+        )
         empty_namespace(cd, NS)
 
         build_layout(tmp / "big", 1, BIG_MIB, compress=False)

@@ -151,10 +151,9 @@ def push(
         )
     hostname = split_host_port(ref.domain)[0]
     key = source_label_key(hostname)
-    mount_from = {
-        d: [r for r in lab.get(key, "").split(",") if r and r != ref.path]
-        for d, lab in labels.items()
-    }
+    # the repositories of this registry each blob is known to be in (the target's own too:
+    # a blob already there is looked up before any mount)
+    mount_from = {d: [r for r in lab.get(key, "").split(",") if r] for d, lab in labels.items()}
     registry = rc.repository(ref.domain, ref.path, push=True, pool=max(8, concurrency + 2))
     try:
         dest = RegistryDestination(registry, the_plan.root, ref.tag, mount_from=mount_from)

@@ -4,11 +4,11 @@ the tag)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from pyctl.copy import Plan, Progress, Source, Written
 from pyctl.errors import RegistryError
-from pyctl.oci import Descriptor, is_index, is_layer, is_manifest
+from pyctl.oci import Descriptor, is_index, is_manifest
 from pyctl.registry.distribution import Repository
 
 
@@ -28,7 +28,8 @@ class RegistryDestination:
     root (None: by digest only).
 
     ``mount_from`` maps a blob digest to repositories of the same registry that already hold
-    it (from containerd's ``distribution.source`` labels).
+    it (from containerd's ``distribution.source`` labels; this repository among them when the
+    blob came from here).
     """
 
     def __init__(
@@ -49,22 +50,22 @@ class RegistryDestination:
         self._root_tagged = False
 
     def missing(self, descs: Sequence[Descriptor]) -> set[str]:
-        """Configs and manifests are looked up here; layers are reported missing and looked up
-        by ``write_blob`` instead, so each upload follows its own HEAD at once rather than
-        after a round of HEADs for every layer."""
+        """Manifests are looked up here; blobs (layers and configs) are reported missing and
+        looked up by the writer instead: a blob another repository of the registry holds is
+        mounted at once (a mount that answers 201 needs no HEAD first), any other one gets its
+        HEAD just before its upload rather than in a round of HEADs for every blob."""
         from concurrent.futures import ThreadPoolExecutor
 
-        def absent(desc: Descriptor) -> bool:
-            if is_manifest(desc.media_type) or is_index(desc.media_type):
-                return not self.registry.manifest_exists(self.host, desc.digest, desc.digest)
-            return not self.registry.blob_exists(self.host, desc.digest)
-
         unique = list({d.digest: d for d in descs}.values())
-        layers = {d.digest for d in unique if is_layer(d.media_type)}
-        others = [d for d in unique if d.digest not in layers]
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(others)))) as pool:
-            flags = list(pool.map(absent, others))
-        return layers | {d.digest for d, gone in zip(others, flags, strict=True) if gone}
+        docs = [d for d in unique if is_manifest(d.media_type) or is_index(d.media_type)]
+        blobs = {d.digest for d in unique} - {d.digest for d in docs}
+
+        def absent(desc: Descriptor) -> bool:
+            return not self.registry.manifest_exists(self.host, desc.digest, desc.digest)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(docs)))) as pool:
+            flags = list(pool.map(absent, docs))
+        return blobs | {d.digest for d, gone in zip(docs, flags, strict=True) if gone}
 
     def _mount(self, desc: Descriptor) -> bool:
         """Cross-repository mount from a repository the blob is known to be in."""
@@ -79,22 +80,33 @@ class RegistryDestination:
                 continue
         return False
 
-    def write_blob(self, desc: Descriptor, source: Source, progress: Progress) -> Written:
-        progress.start(desc, "layer")
+    def _put_blob(self, desc: Descriptor, opener: Callable[[], Iterable[bytes]]) -> Written:
+        """Keep what is there (HEAD), else mount, else upload. A blob known to come from
+        another repository of the registry (and not from this one) is mounted first: a
+        mount that answers 201 needs no HEAD before it."""
+        sources = self.mount_from.get(desc.digest, ())
+        if self.registry.repository not in sources and self._mount(desc):
+            return Written.MOUNTED
         if self.registry.blob_exists(self.host, desc.digest):
             return Written.EXISTED
-        if self._mount(desc):
-            progress.advance(desc, desc.size)
+        if self.registry.repository in sources and self._mount(desc):
             return Written.MOUNTED
+        self.registry.upload_blob(self.host, desc, opener)
+        self.uploaded.append(desc.digest)
+        return Written.UPLOADED
+
+    def write_blob(self, desc: Descriptor, source: Source, progress: Progress) -> Written:
+        progress.start(desc, "layer")
 
         def chunks() -> Iterator[bytes]:
             for chunk in source.open(desc, 0):
                 progress.advance(desc, len(chunk))
                 yield chunk
 
-        self.registry.upload_blob(self.host, desc, chunks)
-        self.uploaded.append(desc.digest)
-        return Written.UPLOADED
+        written = self._put_blob(desc, chunks)
+        if written is Written.MOUNTED:
+            progress.advance(desc, desc.size)
+        return written
 
     def write_document(self, desc: Descriptor, data: bytes) -> None:
         if is_manifest(desc.media_type) or is_index(desc.media_type):
@@ -104,10 +116,7 @@ class RegistryDestination:
                 self._root_tagged = True
             self.registry.put_manifest(self.host, reference, desc, data)
             return
-        if self._mount(desc):  # a config: mounted like the layers when it can be
-            return
-        self.registry.upload_blob(self.host, desc, lambda: [data])
-        self.uploaded.append(desc.digest)
+        self._put_blob(desc, lambda: [data])  # a config: like the layers
 
     def commit(self, plan: Plan) -> None:
         if (
