@@ -174,7 +174,7 @@ def logout_cmd(app: App, server: str | None) -> None:
     "--timeout",
     type=click.FloatRange(min=0, min_open=True, max=3600),
     metavar="SECONDS",
-    help="with --check: the time each probe may take  [default: 5]",
+    help="with --check: the time each step may take  [default: 5]",
 )
 @click.pass_context
 def hosts_cmd(

@@ -86,9 +86,10 @@ def probe(c: Checklist, t: Target, h: RegistryHost, address: Address) -> Outcome
             return first, None
         if classify(first.error).kind is not Failure.UNVERIFIED:
             return first, None
-        # refused by the verification: look at the chain without verifying it
+        # refused by the verification: look at the chain without verifying it (and send
+        # nothing over that connection)
         look = ssl_context(replace(usable, skip_verify=True), False)
-        return first, handshake(address, hostname(h), request, look, c.timeout)
+        return first, handshake(address, hostname(h), None, look, c.timeout)
 
     try:
         first, second = c.run(shake)
@@ -118,10 +119,11 @@ def probe(c: Checklist, t: Target, h: RegistryHost, address: Address) -> Outcome
 
 
 def handshake(
-    address: Address, name: str, request: bytes, ctx: ssl.SSLContext, timeout: float
+    address: Address, name: str, request: bytes | None, ctx: ssl.SSLContext, timeout: float
 ) -> Handshake:
     """A TLS handshake with ``address`` (``name`` for SNI and the name check), then
-    ``request`` and the first bytes of the answer."""
+    ``request`` (if any) and the first bytes of the answer: a registry that refuses the client
+    certificate may say so only then (TLS 1.3)."""
     family, sockaddr = address
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.settimeout(timeout)
@@ -133,6 +135,8 @@ def handshake(
         return Handshake(error=exc)
     with tls:
         hs = Handshake(version=tls.version() or "", chain=_presented(tls))
+        if request is None:
+            return hs
         try:
             tls.sendall(request)
             hs.answered = bool(tls.recv(16))
