@@ -185,7 +185,7 @@ def test_server_certificates(
             code, doc = check(isolated, ref, *args)
             assert code == 0 and doc["verdict"]["ok"] is True
             assert step(doc["endpoints"][0], "verify")["message"] == (
-                f"CN={ip} is signed by CN=some other CA: ca {found}"
+                f"CN={ip} is signed by CN=some other CA, trusted through the ca {found}"
             )
             assert assert_success(isolated(*args, "pull", ref, namespace=namespace))[-1] == ref
         elif case == "expired":

@@ -318,15 +318,10 @@ def _verify_step(
         c.fail("verify", f"{message}: every pull from {t.registry} fails before it connects", fix)
         return
     configured = chains.verified_by(chain, h.ca)
-    if verdict is None:
-        if configured:
-            c.ok("verify", f"{leaf} is signed by {issuer}: ca {configured}")
-        else:
-            c.ok("verify", f"{leaf} is signed by {issuer}: trusted by the system store")
-        return
-    if code in DATES | NAME:  # OpenSSL stopped at the dates or the name: the CA was found
-        where = f"ca {configured}" if configured else "the system store"
-        c.ok("verify", f"{leaf} is signed by {issuer}: {where}")
+    if verdict is None or code in DATES | NAME:
+        # (OpenSSL stopped at the dates or the name: it had found the CA)
+        trust = f"the ca {configured}" if configured else "the system store"
+        c.ok("verify", f"{leaf} is signed by {issuer}, trusted through {trust}")
         return
     detail = classify(verdict).detail
     holds = (
