@@ -159,6 +159,9 @@ def ping(c: Checklist, t: Target, h: RegistryHost) -> bool:
         if not refused(c, t, h, exc, "log in"):
             c.fail("auth", exc.message)
         return False
+    except PyctlError as exc:  # a credential helper that fails
+        c.fail("auth", exc.message)
+        return False
     if resp.status_code in (401, 403):
         refused(c, t, h, resp.error(), "log in")
         return False
