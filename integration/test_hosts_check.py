@@ -576,12 +576,19 @@ def test_a_healthy_setup(
     code, doc = check(isolated, "--containerd-config", str(main))
     assert code == 0
     assert set(doc) == {"config", "endpoints", "verdict"}
-    assert doc["endpoints"] == []
+    url = f"https://{tls_registry.host}/v2"
+    # the [host] entry (with its ca) first, then the server entry (without): the pull uses the
+    # first; the second, which a pull never reaches, has no ca
+    assert [(e["url"], e["usable"]) for e in doc["endpoints"]] == [(url, True), (url, False)]
+    first, second = doc["endpoints"]
+    assert {s["severity"] for s in first["steps"]} == {"ok"}
+    assert [s["step"] for s in second["steps"] if s["severity"] == "FAIL"] == ["verify"]
     assert doc["verdict"] == {
         "ok": True,
         "registry": HARBOR,
-        "endpoint": None,
-        "reason": "the configuration has no problems (endpoints not probed)",
+        "reference": REF,
+        "endpoint": url,
+        "reason": f"a pull of {REF} uses endpoint 1, {url}",
     }
     for f in doc["config"]:
         assert set(f) == {"severity", "file", "line", "message", "fix"}
@@ -598,7 +605,7 @@ def test_a_healthy_setup(
     text = assert_ok(isolated("--containerd-config", str(main), "hosts", "--check", REF))
     assert text.splitlines()[0] == f"Registry: {HARBOR}"
     assert f"ok    {hosts}:4  [host." in text
-    assert text.endswith("Verdict: ok: the configuration has no problems (endpoints not probed)\n")
+    assert text.endswith(f"Verdict: ok: a pull of {REF} uses endpoint 1, {url}\n")
     containerd.ctr("images", "pull", "--hosts-dir", str(d), REF, namespace=namespace)
 
 
@@ -616,7 +623,10 @@ def test_the_checklist_names_file_line_and_fix(isolated: PyctlRunner, tmp_path: 
         f"know 'endpoints' here (it knows endpoint): {IGNORED} for plugin\" and ignores it — "
         "fix: rename it to 'endpoint'\n"
     ) in proc.stdout
-    assert proc.stdout.endswith(f"Verdict: FAIL: 1 configuration problem, the first at {main}:3\n")
+    assert proc.stdout.endswith(
+        f"Verdict: FAIL: 1 configuration problem, the first at {main}:3; no endpoint works: "
+        f"1. https://{HARBOR}/v2 fails at dns\n"
+    )
     proc = isolated("hosts", "--check", "Not/A/Ref")
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.startswith("pyctl: error: hosts Not/A/Ref: invalid reference")

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from pyctl.registry.connect import RegistryConfig
     from pyctl.results import (
         ContainerInfo,
+        HostsCheck,
         Image,
         Imported,
         NamespaceInfo,
@@ -306,6 +307,17 @@ class Client:
         from pyctl.ops.registry import explain_hosts
 
         return explain_hosts(self.registries, target)
+
+    def check(self, target: str, timeout: float = 5.0) -> HostsCheck:
+        """What `pyctl hosts --check` reports about a pull of an image reference (or any pull
+        from a registry host): the configuration's findings, each endpoint's probes in the
+        order a pull tries them (each step within ``timeout`` seconds) and the verdict
+        (``.verdict.ok``). Talks only to the registries; writes nothing."""
+        from pyctl.errors import prefixed
+        from pyctl.ops.registry import check_hosts
+
+        with prefixed(f"hosts {target}"):
+            return check_hosts(self.settings, target, timeout)
 
     def login(self, server: str | None, username: str, password: str) -> str:
         """Verify the credentials with the registry, then store them (config.json or the

@@ -25,7 +25,8 @@ def _imported(*args: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["pull", "--help"], ["push", "--help"], ["login", "--help"]]
+    "args",
+    [["--help"], ["pull", "--help"], ["push", "--help"], ["login", "--help"], ["hosts", "--help"]],
 )
 def test_help_imports_neither_grpc_nor_urllib3(args: list[str]) -> None:
     top = set(_imported("-m", "pyctl", *args))

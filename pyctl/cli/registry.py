@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pyctl.cli.complete import complete_images, complete_registries
 from pyctl.cli.main import App, _one_line, command, platform_options
 from pyctl.errors import PyctlError, UsageError, prefixed
+
+if TYPE_CHECKING:
+    from pyctl.results import HostsCheck
 
 
 def _registry_config(app: App) -> Any:
@@ -164,16 +167,26 @@ def logout_cmd(app: App, server: str | None) -> None:
 @click.option(
     "--check",
     is_flag=True,
-    help="diagnose: lint containerd's config and the hosts.toml / certs.d entries that apply "
-    "(exit 1 when something is wrong)",
+    help="diagnose: lint containerd's config and the hosts.toml / certs.d entries that apply, "
+    "then probe each endpoint a pull tries (exit 1 when a pull would fail)",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True, max=3600),
+    metavar="SECONDS",
+    help="with --check: the time each step may take  [default: 5]",
 )
 @click.pass_context
-def hosts_cmd(ctx: click.Context, target: str, fmt: str, check: bool) -> None:
+def hosts_cmd(
+    ctx: click.Context, target: str, fmt: str, check: bool, timeout: float | None
+) -> None:
     """Explain the registry configuration that applies to an image or registry host."""
     app: App = ctx.obj
     if check:
-        _check(ctx, app, target, fmt)
+        _check(ctx, app, target, fmt, 5.0 if timeout is None else timeout)
         return
+    if timeout is not None:
+        raise UsageError("hosts: --timeout goes with --check")
     from pyctl.ops.registry import explain_hosts
 
     data = explain_hosts(_registry_config(app), target)
@@ -210,24 +223,42 @@ def hosts_cmd(ctx: click.Context, target: str, fmt: str, check: bool) -> None:
     click.echo("\n".join(lines))
 
 
-def _check(ctx: click.Context, app: App, target: str, fmt: str) -> None:
-    """``hosts --check``: the findings as a checklist (one line each, fix included), or one
-    JSON document; exit 1 when anything FAILs."""
+def _check(ctx: click.Context, app: App, target: str, fmt: str, timeout: float) -> None:
+    """``hosts --check``: the findings and each endpoint's steps as a checklist (one line
+    each, fix included), or one JSON document; exit 1 when a pull would fail."""
     from pyctl.ops.registry import check_hosts
 
-    report = check_hosts(app.settings, target)
+    with prefixed(f"hosts {target}"):
+        report = check_hosts(app.settings, target, timeout)
     if fmt == "json":
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
-        lines = [f"Registry: {report.registry}", "Configuration:"]
-        for f in report.config:
-            fix = f" — fix: {f.fix}" if f.fix else ""
-            lines.append(f"{f.severity!s:<4}  {f.where}  {f.message}{fix}")
-        lines.append("Endpoints: not probed")
-        lines.append(f"Verdict: {'ok' if report.verdict.ok else 'FAIL'}: {report.verdict.reason}")
-        click.echo("\n".join(_one_line(line) for line in lines))
+        click.echo("\n".join(_one_line(line) for line in _checklist(report)))
     if not report.verdict.ok:
         ctx.exit(1)
+
+
+def _checklist(report: HostsCheck) -> list[str]:
+    lines = [f"Registry: {report.registry}"]
+    if report.reference:
+        lines.append(f"Image: {report.reference}")
+    lines.append("Configuration:")
+    for f in report.config:
+        fix = f" — fix: {f.fix}" if f.fix else ""
+        lines.append(f"{f.severity!s:<4}  {f.where}  {f.message}{fix}")
+    if report.not_probed:
+        lines.append(f"Endpoints: not probed: {report.not_probed}")
+    elif not report.endpoints:
+        lines.append("Endpoints: none with the pull capability")
+    else:
+        lines.append("Endpoints, in the order a pull tries them:")
+    for n, e in enumerate(report.endpoints, 1):
+        lines.append(f"{n}. {e.url}  ({e.role}; {', '.join(e.capabilities)}; {e.config})")
+        for step in e.steps:
+            fix = f" — fix: {step.fix}" if step.fix else ""
+            lines.append(f"   {step.severity!s:<4}  {step.step:<11}  {step.message}{fix}")
+    lines.append(f"Verdict: {'ok' if report.verdict.ok else 'FAIL'}: {report.verdict.reason}")
+    return lines
 
 
 def _containerd_config_lines(data: dict[str, Any]) -> list[str]:

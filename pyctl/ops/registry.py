@@ -11,6 +11,8 @@ from pyctl.containerd.client import Client, ContainerdNotFound
 from pyctl.containerd.store import ContainerdStore, LocalFirstSource, source_label_key
 from pyctl.copy import PlatformFilter, Progress, copy, default_filter, plan
 from pyctl.errors import (
+    ConfigError,
+    InvalidArgumentError,
     InvalidReferenceError,
     NotFoundError,
     PyctlError,
@@ -26,7 +28,15 @@ from pyctl.registry.hosts.containerd_config import ContainerdConfig
 from pyctl.registry.hosts.golang import split_host_port
 from pyctl.registry.hosts.model import registry_endpoint_hosts
 from pyctl.registry.store import RegistryDestination, RegistrySource
-from pyctl.results import CheckVerdict, HostsCheck, PullResult, PushResult
+from pyctl.results import (
+    CheckVerdict,
+    EndpointCheck,
+    Finding,
+    HostsCheck,
+    PullResult,
+    PushResult,
+    Severity,
+)
 
 
 def _ref(text: str, verb: str) -> Reference:
@@ -231,35 +241,94 @@ def logout(rc: RegistryConfig, server: str | None) -> tuple[str, bool]:
 # hosts --------------------------------------------------------------------------------------
 
 
-def host_of(arg: str) -> str:
-    """``hosts`` takes a registry host or an image reference."""
+def hosts_target(arg: str) -> tuple[str, Reference | None]:
+    """``hosts`` takes a registry host or an image reference: the registry host, and the
+    image (None when a host was given)."""
     if "/" not in arg and ("." in arg or ":" in arg or arg == "localhost"):
-        return registry_host(arg)
-    return _ref(arg, "hosts").domain
+        return registry_host(arg), None
+    ref = _ref(arg, "hosts")
+    return ref.domain, ref
 
 
-def check_hosts(settings: Settings, arg: str) -> HostsCheck:
-    """``hosts --check``: the offline lint of the configuration that applies to ``arg``.
+def check_hosts(settings: Settings, arg: str, timeout: float = 5.0) -> HostsCheck:
+    """``hosts --check``: the lint of the configuration that applies to ``arg`` (offline),
+    then each endpoint a pull tries, probed step by step (each step within ``timeout``
+    seconds), and the verdict. Reads, never writes.
 
     containerd's config is read by the lint itself, so a file containerd would not start with
-    is a finding rather than an error. Probing the endpoints is still to come.
+    is a finding rather than an error; so is a configuration pyctl cannot use (the endpoints
+    are then not probed, and the verdict says why).
     """
-    from pyctl.registry.lint import Severity, lint
+    from pyctl.registry.lint import lint
+    from pyctl.registry.probes import probe_endpoints
 
-    host = host_of(arg)
+    if not timeout > 0:
+        raise InvalidArgumentError(f"hosts --check: the timeout must be positive (not {timeout})")
+    host, ref = hosts_target(arg)
     findings = tuple(lint(settings, host))
+    endpoints: tuple[EndpointCheck, ...] = ()
+    not_probed = ""
+    try:
+        rc = RegistryConfig.load(settings)
+        endpoints = tuple(probe_endpoints(rc, host, ref, timeout))
+    except ConfigError as exc:
+        not_probed = exc.message
+    reference = str(ref) if ref is not None else None
+    verdict = _verdict(
+        findings, endpoints, f"of {reference}" if reference else f"from {host}", not_probed
+    )
+    return HostsCheck(host, findings, verdict, endpoints, reference, not_probed)
+
+
+def _verdict(
+    findings: Sequence[Finding],
+    endpoints: Sequence[EndpointCheck],
+    target: str,
+    not_probed: str,
+) -> CheckVerdict:
+    """A pull (``target``: ``of REF``, ``from HOST``) would work when an endpoint is usable and
+    the configuration has no FAIL (containerd reads it too); the reason names the endpoint a
+    pull uses, or why none works."""
     failed = [f for f in findings if f.severity is Severity.FAIL]
+    chosen = next((i for i, e in enumerate(endpoints) if e.usable), None)
+    if not_probed:
+        text = f"the endpoints were not probed: {not_probed}"
+    elif not endpoints:
+        text = "no endpoint has the pull capability (check the hosts.toml)"
+    elif chosen is None:
+        text = "no endpoint works: " + "; ".join(_why_not(n, e) for n, e in enumerate(endpoints, 1))
+    else:
+        use = endpoints[chosen]
+        text = f"a pull {target} uses {use.url}"
+        if len(endpoints) > 1:
+            text = f"a pull {target} uses endpoint {chosen + 1}, {use.url}"
+        skipped = [_why_not(n, e) for n, e in enumerate(endpoints[:chosen], 1)]
+        if skipped:
+            text += f" (it falls through {'; '.join(skipped)})"
     if failed:
         n = len(failed)
-        reason = f"{n} configuration problem{'s' if n > 1 else ''}, the first at {failed[0].where}"
-    else:
-        reason = "the configuration has no problems (endpoints not probed)"
-    return HostsCheck(host, findings, CheckVerdict(not failed, None, reason))
+        text = (
+            f"{n} configuration problem{'s' if n > 1 else ''}, the first at {failed[0].where}; "
+            f"{text}"
+        )
+    return CheckVerdict(
+        chosen is not None and not failed,
+        endpoints[chosen].url if chosen is not None else None,
+        text,
+    )
+
+
+def _why_not(n: int, e: EndpointCheck) -> str:
+    step = e.failed
+    if step is not None:
+        return f"{n}. {e.url} fails at {step.step}"
+    return f"{n}. {e.url} cannot resolve tags (capabilities: {', '.join(e.capabilities)})"
 
 
 def explain_hosts(rc: RegistryConfig, arg: str) -> dict[str, Any]:
-    host = host_of(arg)
+    host = hosts_target(arg)[0]
     endpoints = rc.hosts(host)
+
     def lookup(name: str) -> Credential | str | None:
         # `hosts` explains: a broken credential helper is part of the answer, not a failure
         try:
@@ -334,5 +403,4 @@ def _describe_cred(cred: Credential | str | None) -> str:
         return "none (anonymous)"
     if isinstance(cred, str):
         return cred
-    who = "identity token" if cred.identity_token else f"user {cred.username}"
-    return f"{who} from {cred.source}" if cred.source else who
+    return cred.describe()

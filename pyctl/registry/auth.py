@@ -85,6 +85,11 @@ class Authenticator:
             self._creds[netloc] = cred
         return cred
 
+    def login_host(self, netloc: str) -> str:
+        """The registry whose stored credentials requests to ``netloc`` use: the image's
+        registry for its own hosts, the mirror itself otherwise (``pyctl login`` it)."""
+        return self.ref_host if netloc in self._own else netloc
+
     def challenge(self, netloc: str) -> Challenge | None:
         with self._lock:
             return self._challenges.get(netloc)
@@ -151,7 +156,7 @@ class RequestAuth:
                     challenge,
                     cred,
                     scopes,
-                    ref_host=self.auth.ref_host,
+                    ref_host=self.auth.login_host(netloc),
                     log=self.auth.log,
                 )
 
@@ -172,7 +177,7 @@ class RequestAuth:
             return False
         netloc = urlsplit(resp.url).netloc
         sent_auth = "Authorization" in resp.request.headers
-        usable = [c for c in _challenges(resp) if c.scheme in ("bearer", "basic")]
+        usable = [c for c in challenges(resp) if c.scheme in ("bearer", "basic")]
         if not usable:
             return not sent_auth and self.auth.challenge(netloc) is not None
         chosen = usable[0]
@@ -198,15 +203,16 @@ class RequestAuth:
         endpoint)."""
         netloc = urlsplit(resp.url).netloc
         cred = self.auth.credential(netloc)
-        if cred is not None and any(c.error == "insufficient_scope" for c in _challenges(resp)):
+        if cred is not None and any(c.error == "insufficient_scope" for c in challenges(resp)):
             return "denied"
         entry = self.auth.entry(netloc)
         where = f"; {self.auth.provenance.where(entry)}" if entry is not None else ""
-        ref = self.auth.ref_host
+        ref = self.auth.login_host(netloc)
         if cred is None:
             return f"no credentials for {ref}: run pyctl login {ref}{where}"
         return f"the credentials for {ref} were refused: run pyctl login {ref}{where}"
 
 
-def _challenges(resp: Response) -> list[Challenge]:
+def challenges(resp: Response) -> list[Challenge]:
+    """The ``WWW-Authenticate`` challenges of an answer."""
     return parse_www_authenticate(list(resp.headers.getlist("WWW-Authenticate")))

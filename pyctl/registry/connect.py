@@ -66,9 +66,12 @@ class RegistryConfig:
         pool: int = 8,
         endpoints: Sequence[RegistryHost] | None = None,
         credential: Credential | None = None,
+        timeout: float | None = None,
+        retry: bool = True,
     ) -> Repository:
         """``repository`` of registry ``ref_host`` through its endpoints (or ``endpoints``),
-        with the stored credentials (or ``credential``, as login tries it)."""
+        with the stored credentials (or ``credential``, as login tries it); ``timeout`` and
+        ``retry`` as ``hosts --check`` sends (see :class:`~pyctl.registry.retry.Sender`)."""
         keychain = self.credential if credential is None else (lambda _host: credential)
         return Repository(
             ref_host,
@@ -80,4 +83,6 @@ class RegistryConfig:
             debug=self.settings.debug,
             pool=pool,
             hosts_dirs=self.dirs,
+            timeout=timeout,
+            retry=retry,
         )

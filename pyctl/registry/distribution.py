@@ -61,7 +61,8 @@ class Repository:
     """Repository ``repository`` (e.g. ``library/ubuntu``; "" for the registry itself, as
     login uses it) of registry ``ref_host``, through the endpoints ``hosts`` (resolved from
     hosts.toml). ``keychain`` gives the credentials stored for a host; ``push`` asks for
-    pull,push on the repository; ``sessions`` are the connection pools (a fake in tests)."""
+    pull,push on the repository; ``sessions`` are the connection pools (a fake in tests);
+    ``timeout`` and ``retry`` as :class:`~pyctl.registry.retry.Sender` takes them."""
 
     def __init__(
         self,
@@ -76,27 +77,31 @@ class Repository:
         pool: int = 8,
         hosts_dirs: Sequence[str] | None = None,
         sessions: Sessions | None = None,
+        timeout: float | None = None,
+        retry: bool = True,
     ) -> None:
         self.ref_host = ref_host
         self.repository = repository
         self.hosts = list(hosts)
         self.push = push
-        provenance = Provenance(ref_host, hosts_dirs)  # named in errors
+        self.provenance = Provenance(ref_host, hosts_dirs)  # named in errors
         self.sender = Sender(
             hosts,
-            provenance,
+            self.provenance,
             push=push,
             insecure=insecure,
             debug=debug,
             pool=pool,
             sessions=sessions,
+            timeout=timeout,
+            retry=retry,
         )
         self.auth = Authenticator(
             ref_host,
             hosts,
             keychain,
             self.sender.send,
-            provenance,
+            self.provenance,
             insecure=insecure,
             log=self.sender.log,
         )
@@ -168,9 +173,8 @@ class Repository:
             )
         errors: list[tuple[int, RegistryError]] = []
         for host in candidates:
-            url = self.url(host, "manifests", reference)
             try:
-                desc = self._resolve_at(host, url, reference)
+                desc = self.resolve_at(host, reference)
             except RegistryNotFound as exc:
                 errors.append((2, exc))
                 continue
@@ -187,7 +191,10 @@ class Repository:
             raise RegistryNotFound(text, 404, worst[1].code)
         raise worst[1]
 
-    def _resolve_at(self, host: RegistryHost, url: str, reference: str) -> Descriptor:
+    def resolve_at(self, host: RegistryHost, reference: str) -> Descriptor:
+        """Tag or digest → descriptor at endpoint ``host`` alone; a 404 says what is missing
+        there (:meth:`_not_found`)."""
+        url = self.url(host, "manifests", reference)
         headers = {"Accept": MANIFEST_ACCEPT}
         resp = self.request("HEAD", host, url, headers=headers)
         if resp.status_code in (403, 404, 405):
@@ -276,16 +283,18 @@ class Repository:
         last: RegistryError | None = None
         for host in self.hosts_for("pull"):
             try:
-                return self._fetch_verified(host, desc, limit)
+                return self.fetch_at(host, desc, limit)
             except RegistryError as exc:
                 last = _about(exc, what)
         assert last is not None
         raise last
 
-    def _fetch_verified(self, host: RegistryHost, desc: Descriptor, limit: int) -> bytes:
-        """The document from ``host``. Bytes that do not match the digest are fetched once
-        more (a proxy that cut or mangled one answer); a second bad answer means the registry
-        serves them."""
+    def fetch_at(
+        self, host: RegistryHost, desc: Descriptor, limit: int = MAX_MANIFEST_SIZE
+    ) -> bytes:
+        """The document from endpoint ``host`` alone. Bytes that do not match the digest are
+        fetched once more (a proxy that cut or mangled one answer); a second bad answer means
+        the registry serves them."""
         url = self.url(host, _kind(desc), desc.digest)
         headers = {"Accept": f"{desc.media_type}, */*"}
         mismatch = ""

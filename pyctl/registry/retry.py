@@ -99,7 +99,10 @@ Body = Callable[[], bytes | Iterable[bytes]]
 
 class Sender:
     """Sends the requests of one run to the endpoints ``hosts`` of one registry, over
-    ``sessions`` (the connection pools; tests pass a fake)."""
+    ``sessions`` (the connection pools; tests pass a fake). ``timeout`` (seconds) replaces the
+    connect and read timeouts (``PYCTL_CONNECT_TIMEOUT``/``PYCTL_READ_TIMEOUT``, a
+    ``dial_timeout``), and ``retry=False`` sends each request once: ``hosts --check`` asks
+    what an endpoint answers, within its time."""
 
     def __init__(
         self,
@@ -111,12 +114,16 @@ class Sender:
         debug: bool = False,
         pool: int = 8,
         sessions: Sessions | None = None,
+        timeout: float | None = None,
+        retry: bool = True,
     ) -> None:
         self.hosts = list(hosts)
         self.provenance = provenance
         self.push = push
         self.insecure = insecure
         self.debug = debug
+        self.timeout = timeout
+        self.retry = retry
         self.sessions = Sessions(insecure=insecure, pool=pool) if sessions is None else sessions
         self._plain_http: set[str] = set()  # hosts that fell back from https to http
 
@@ -153,6 +160,7 @@ class Sender:
         is not the endpoint (``token server``) in failures."""
         attempts = 0
         url = self.effective(url)
+        retry = retry and self.retry
         while True:
             attempts += 1
             try:
@@ -226,7 +234,7 @@ class Sender:
                 current,
                 headers=headers,
                 body=body() if body is not None else None,
-                timeout=(host.dial_timeout or CONNECT_TIMEOUT, READ_TIMEOUT),
+                timeout=self._timeouts(host),
             )
             self.log(f"http {method} {current} -> {resp.status_code}")
             redirect = resp.status_code in REDIRECTS and "Location" in resp.headers
@@ -242,6 +250,11 @@ class Sender:
                 method = "GET" if method != "HEAD" else "HEAD"
                 body = None
         raise RegistryError(f"{method} {url}: stopped after {MAX_REDIRECTS} redirects")
+
+    def _timeouts(self, host: RegistryHost) -> tuple[float, float]:
+        if self.timeout is not None:
+            return min(host.dial_timeout or self.timeout, self.timeout), self.timeout
+        return host.dial_timeout or CONNECT_TIMEOUT, READ_TIMEOUT
 
     def _fallback(self, host: RegistryHost, url: str, failure: Failure) -> bool:
         """Plain HTTP for an https endpoint that does not speak TLS (or refuses https), where

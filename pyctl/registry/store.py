@@ -10,13 +10,20 @@ from pyctl.copy import Plan, Progress, Source, Written
 from pyctl.errors import RegistryError
 from pyctl.oci import Descriptor, is_index, is_manifest
 from pyctl.registry.distribution import Repository
+from pyctl.registry.hosts.model import RegistryHost
 
 
 class RegistrySource:
-    def __init__(self, registry: Repository) -> None:
+    """A repository as the copy's source: each endpoint in turn, or ``endpoint`` alone (as
+    ``hosts --check`` reads one endpoint's image)."""
+
+    def __init__(self, registry: Repository, endpoint: RegistryHost | None = None) -> None:
         self.registry = registry
+        self.endpoint = endpoint
 
     def read(self, desc: Descriptor) -> bytes:
+        if self.endpoint is not None:
+            return self.registry.fetch_at(self.endpoint, desc)
         return self.registry.fetch_bytes(desc)
 
     def open(self, desc: Descriptor, offset: int) -> Iterable[bytes]:

@@ -300,18 +300,32 @@ class Sessions:
 
 def ssl_context(host: RegistryHost, insecure: bool) -> ssl.SSLContext:
     """The TLS settings of ``host``'s configuration: its CAs on top of the system's, its
-    client certificates, verification unless skip_verify / ``--insecure-registry``."""
-    if insecure or bool(host.skip_verify):
-        # Nothing is verified: no need to load the system CA store (some 30 ms). Loopback
-        # registries without configuration are tried like this before plain HTTP.
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        keylog = os.environ.get("SSLKEYLOGFILE")  # as create_default_context does
-        if keylog and not sys.flags.ignore_environment:
-            ctx.keylog_filename = keylog
-    else:
-        ctx = ssl.create_default_context()
+    client certificates, verification unless skip_verify / ``--insecure-registry``. Built of
+    the three pieces below, which ``hosts --check`` also uses one at a time."""
+    ctx = base_context(verify=not (insecure or bool(host.skip_verify)))
+    load_cas(ctx, host)
+    load_client_certs(ctx, host)
+    return ctx
+
+
+def base_context(*, verify: bool) -> ssl.SSLContext:
+    """A client context with the system CA store that verifies the server's certificate and
+    name, or one that verifies nothing (``verify=False``)."""
+    if verify:
+        return ssl.create_default_context()
+    # Nothing is verified: no need to load the system CA store (some 30 ms). Loopback
+    # registries without configuration are tried like this before plain HTTP.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    keylog = os.environ.get("SSLKEYLOGFILE")  # as create_default_context does
+    if keylog and not sys.flags.ignore_environment:
+        ctx.keylog_filename = keylog
+    return ctx
+
+
+def load_cas(ctx: ssl.SSLContext, host: RegistryHost) -> None:
+    """Trust ``host``'s CA files (``ca``, certs.d ``*.crt``) besides the system's."""
     for ca in host.ca:
         try:
             ctx.load_verify_locations(cafile=ca)
@@ -319,6 +333,10 @@ def ssl_context(host: RegistryHost, insecure: bool) -> ssl.SSLContext:
             raise PyctlError(
                 f"cannot load CA file {ca} (from {host.source}): {exc.strerror or exc}"
             ) from None
+
+
+def load_client_certs(ctx: ssl.SSLContext, host: RegistryHost) -> None:
+    """Offer ``host``'s client certificates (``client``, certs.d ``*.cert``/``*.key``)."""
     for cert, key in host.client:
         try:
             ctx.load_cert_chain(cert, key or None)
@@ -327,7 +345,6 @@ def ssl_context(host: RegistryHost, insecure: bool) -> ssl.SSLContext:
                 f"cannot load client certificate {cert}"
                 f"{' / ' + key if key else ''} (from {host.source}): {exc.strerror or exc}"
             ) from None
-    return ctx
 
 
 def with_scheme(url: str, scheme: str) -> str:

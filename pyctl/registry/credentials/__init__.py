@@ -39,6 +39,12 @@ class Credential:
 
     __str__ = __repr__
 
+    def describe(self) -> str:
+        """Whose credentials and from where, never the secret: ``user alice from
+        /root/.docker/config.json``, ``identity token from credential helper …``."""
+        who = "identity token" if self.identity_token else f"user {self.username}"
+        return f"{who} from {self.source}" if self.source else who
+
     def basic_authorization(self) -> str:
         """The ``Authorization`` header value for HTTP Basic auth."""
         raw = f"{self.username}:{self.secret}".encode()

@@ -115,49 +115,96 @@ def _crt_files(directory: str) -> list[str]:
     return sorted(os.path.join(directory, n) for n in names if n.endswith(".crt"))
 
 
-def tls_fix(entry: RegistryHost, lookup: HostsLookup | None) -> str:
-    """What to do when the certificate ``entry``'s host presents does not verify."""
+def _table(entry: RegistryHost) -> str:
+    """Where ``entry`` is written in its hosts.toml: a ``[host."…"]`` table (``is_mirror``), or
+    the file's top level (the root entry)."""
+    if entry.is_mirror:
+        return f'its [host."{entry.scheme}://{entry.host}"] table'
+    return "its top level"
+
+
+def _target(lookup: HostsLookup) -> str:
+    """The host directory to create when none applied: ``FIRST_HOSTS_DIR/HOST[:PORT]``."""
+    first = lookup.dirs[0] if lookup.dirs else "/etc/containerd/certs.d"
+    return host_dir_candidates(first, lookup.ref_host)[-2]
+
+
+def tls_fix(entry: RegistryHost, lookup: HostsLookup | None, verified_by: str = "") -> str:
+    """What to do when the certificate ``entry``'s host presents does not verify;
+    ``verified_by`` is a CA file known to verify it (``hosts --check`` tries the CA files it
+    finds against the chain the server presents), to name instead of a placeholder."""
     kind = _kind(entry)
     url = f"{entry.scheme}://{entry.host}"
+    does = f" (it verifies the certificate {entry.host} presents)" if verified_by else ""
     if kind == "hosts.toml":
+        table = _table(entry)
         if entry.ca:
-            return (
+            text = (
                 f"{entry.source} applied: its ca {', '.join(entry.ca)} does not verify the "
-                f"certificate {entry.host} presents (is it the CA that signed it?), or use "
-                "--insecure-registry"
+                f"certificate {entry.host} presents"
             )
+            if verified_by:
+                return f'{text}; {verified_by} does: write ca = "{verified_by}" in {table}'
+            return f"{text} (is it the CA that signed it?), or use --insecure-registry"
         beside = _crt_files(os.path.dirname(entry.source))
-        fix = f'ca = "{beside[0]}"' if beside else 'ca = "/path/to/ca.crt"'
-        # is_mirror: written as a [host."…"] table (the root entry is the file's top level)
-        table = f'its [host."{url}"] table' if entry.is_mirror else "its top level"
-        text = f"{entry.source} applied and sets no ca for {url}: add {fix} to {table}"
-        if beside:
+        ca = verified_by or (beside[0] if beside else "/path/to/ca.crt")
+        text = f'{entry.source} applied and sets no ca for {url}: add ca = "{ca}" to {table}'
+        if beside and (not verified_by or verified_by in beside):
             names = ", ".join(os.path.basename(b) for b in beside)
             text += f" ({names} beside a hosts.toml is not read)"
+        elif verified_by:
+            return text + does
         return text + ", or use --insecure-registry"
     if kind == "certs.d":
-        if entry.ca:
+        if entry.ca and not verified_by:
             return (
                 f"certs.d directory {entry.source} applied: its {', '.join(entry.ca)} does not "
                 f"verify the certificate {entry.host} presents, or use --insecure-registry"
+            )
+        if verified_by:
+            target = os.path.join(entry.source, "ca.crt")
+            return (
+                f"certs.d directory {entry.source} applied: copy {verified_by} to {target}"
+                f"{does}"
             )
         return (
             f"certs.d directory {entry.source} applied and holds no *.crt: put the registry's "
             "CA there as ca.crt, or use --insecure-registry"
         )
     if kind == "cri":
+        ca = f' = "{verified_by}"' if verified_by else ""
         return (
             f"CRI registry config {entry.source} applied: set the registry's CA "
-            f'(configs."{entry.host}".tls.ca_file), or use --insecure-registry'
+            f'(configs."{entry.host}".tls.ca_file{ca}){does}'
+            + ("" if verified_by else ", or use --insecure-registry")
         )
     if lookup is None:
         return "add the registry's CA to its hosts.toml (ca = ...), or use --insecure-registry"
-    first = lookup.dirs[0] if lookup.dirs else "/etc/containerd/certs.d"
-    target = host_dir_candidates(first, lookup.ref_host)[-2]  # DIR/HOST[:PORT]
+    target = _target(lookup)
     where = _looked(lookup)
+    ca = f'"{verified_by}"' if verified_by else "..."
     return (
-        f"{where}: add the registry's CA in {target}/hosts.toml (ca = ...) or as "
-        f"{target}/ca.crt, or use --insecure-registry"
+        f"{where}: add the registry's CA in {target}/hosts.toml (ca = {ca}) or as "
+        f"{target}/ca.crt{does}" + ("" if verified_by else ", or use --insecure-registry")
+    )
+
+
+def client_fix(entry: RegistryHost, lookup: HostsLookup | None) -> str:
+    """What to do when ``entry``'s host wants a client certificate and none is configured."""
+    kind = _kind(entry)
+    pair = '[["/path/to/client.cert", "/path/to/client.key"]]'
+    if kind == "hosts.toml":
+        return f"add client = {pair} to {_table(entry)} in {entry.source}"
+    if kind == "certs.d":
+        return f"put the client certificate and its key in {entry.source} as client.cert/.key"
+    if kind == "cri":
+        return f'set configs."{entry.host}".tls.cert_file and key_file in {entry.source}'
+    if lookup is None:
+        return f"add client = {pair} to the registry's hosts.toml"
+    target = _target(lookup)
+    return (
+        f"{_looked(lookup)}: write {target}/hosts.toml with client = {pair}, or put "
+        f"client.cert and client.key in {target}"
     )
 
 
@@ -186,5 +233,12 @@ class Provenance:
         """``endpoint URL from CONFIGURATION``, for connection and auth failures."""
         return endpoint_from(entry, self.lookup())
 
-    def tls_fix(self, entry: RegistryHost) -> str:
-        return tls_fix(entry, self.lookup())
+    def tls_fix(self, entry: RegistryHost, verified_by: str = "") -> str:
+        return tls_fix(entry, self.lookup(), verified_by)
+
+    def client_fix(self, entry: RegistryHost) -> str:
+        return client_fix(entry, self.lookup())
+
+    def applied(self, entry: RegistryHost) -> str:
+        """``hosts.toml FILE`` / ``certs.d directory DIR`` / … / what was looked for."""
+        return applied_config(entry, self.lookup())

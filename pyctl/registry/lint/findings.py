@@ -1,42 +1,14 @@
-"""What the lint reports: findings, and the report they are gathered in while it runs."""
+"""What the lint reports: findings (the type lives in :mod:`pyctl.results`, with the rest of the
+``hosts --check`` report), and the report they are gathered in while it runs."""
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
-from typing import Any
 
 from pyctl.config import Settings
+from pyctl.results import Finding, Severity
 
-
-class Severity(enum.StrEnum):
-    OK = "ok"
-    WARN = "warn"
-    FAIL = "FAIL"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One line of the checklist: how bad, where (file, line), what is wrong, what to do."""
-
-    severity: Severity
-    file: str
-    line: int | None
-    message: str
-    fix: str = ""
-
-    @property
-    def where(self) -> str:
-        return f"{self.file}:{self.line}" if self.line else self.file
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "severity": str(self.severity),
-            "file": self.file,
-            "line": self.line,
-            "message": self.message,
-            "fix": self.fix,
-        }
+__all__ = ["Finding", "Report", "Severity"]
 
 
 @dataclass
