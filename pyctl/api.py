@@ -28,15 +28,9 @@ if TYPE_CHECKING:
     from pyctl.containerd.client import Client as Containerd
     from pyctl.oci import Descriptor
     from pyctl.registry.connect import RegistryConfig
-    from pyctl.results import (
-        ContainerInfo,
-        HostsCheck,
-        Image,
-        Imported,
-        NamespaceInfo,
-        PullResult,
-        PushResult,
-    )
+    from pyctl.results.check import HostsCheck
+    from pyctl.results.containers import ContainerInfo, NamespaceInfo
+    from pyctl.results.images import Image, Imported, PullResult, PushResult
 
 ProgressCallback = Callable[[str, int, int], None]
 """``progress(digest, bytes_done, bytes_total)``, called as a blob moves (from any thread)."""

@@ -13,7 +13,7 @@ from pyctl.cli.main import App, PyctlGroup, command, confirm_prune
 from pyctl.errors import PyctlError
 
 if TYPE_CHECKING:
-    from pyctl.results import ContainerInfo
+    from pyctl.results.containers import ContainerInfo
 
 
 def _ps_options(f: Any) -> Any:

@@ -12,7 +12,7 @@ from pyctl.cli.main import App, PyctlGroup, command, confirm_prune
 from pyctl.errors import PyctlError
 
 if TYPE_CHECKING:
-    from pyctl.results import Image, ImagePlatform
+    from pyctl.results.images import Image, ImagePlatform
 
 
 def _emit(text: str) -> None:

@@ -13,7 +13,7 @@ from pyctl.cli.main import App, _one_line, command, platform_options
 from pyctl.errors import PyctlError, UsageError, prefixed
 
 if TYPE_CHECKING:
-    from pyctl.results import HostsCheck
+    from pyctl.results.check import HostsCheck
 
 
 def _registry_config(app: App) -> Any:

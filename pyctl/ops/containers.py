@@ -16,7 +16,7 @@ from pyctl.containerd.containers import Container, Task
 from pyctl.errors import InUseError, InvalidArgumentError, NotFoundError, PyctlError
 from pyctl.ops.catalog import Catalog, find_records
 from pyctl.render import container_status
-from pyctl.results import ContainerInfo
+from pyctl.results.containers import ContainerInfo
 
 _PS_FILTERS = ("status", "name", "id", "label", "ancestor")
 _STATUSES = ("created", "running", "paused", "pausing", "exited", "stopped", "unknown")

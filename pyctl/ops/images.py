@@ -32,7 +32,7 @@ from pyctl.ops.catalog import (
 )
 from pyctl.reference import parse_docker_ref, parse_normalized_named, parse_repo_tag
 from pyctl.render import go_time
-from pyctl.results import Image, ImagePlatform
+from pyctl.results.images import Image, ImagePlatform
 
 CRI_PINNED_LABEL = "io.cri-containerd.pinned"
 

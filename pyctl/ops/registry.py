@@ -28,15 +28,8 @@ from pyctl.registry.hosts.containerd_config import ContainerdConfig
 from pyctl.registry.hosts.golang import split_host_port
 from pyctl.registry.hosts.model import registry_endpoint_hosts
 from pyctl.registry.store import RegistryDestination, RegistrySource
-from pyctl.results import (
-    CheckVerdict,
-    EndpointCheck,
-    Finding,
-    HostsCheck,
-    PullResult,
-    PushResult,
-    Severity,
-)
+from pyctl.results.check import CheckVerdict, EndpointCheck, Finding, HostsCheck, Severity
+from pyctl.results.images import PullResult, PushResult
 
 
 def _ref(text: str, verb: str) -> Reference:

@@ -13,7 +13,7 @@ from pyctl._api.services.namespaces.v1 import namespaces_pb2
 from pyctl.containerd.client import Client
 from pyctl.errors import PyctlError
 from pyctl.oci import host_platform
-from pyctl.results import NamespaceInfo
+from pyctl.results.containers import NamespaceInfo
 
 
 def list_namespaces(client: Client) -> list[NamespaceInfo]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pyctl.config import Settings
-from pyctl.results import Finding, Severity
+from pyctl.results.check import Finding, Severity
 
 __all__ = ["Finding", "Report", "Severity"]
 

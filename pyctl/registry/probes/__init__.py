@@ -34,7 +34,7 @@ from pyctl.registry.hosts.model import CAPABILITIES, RegistryHost, registry_endp
 from pyctl.registry.probes import auth, manifest, network, tls
 from pyctl.registry.probes.steps import Checklist
 from pyctl.registry.probes.target import Target, url
-from pyctl.results import EndpointCheck, PresentedCertificate
+from pyctl.results.check import EndpointCheck, PresentedCertificate
 
 __all__ = ["probe_endpoints"]
 

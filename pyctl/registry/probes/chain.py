@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from pyctl.registry.hosts.model import HOSTS_FILE, RegistryHost
 from pyctl.registry.lint.certs import pem_certificates, validity
-from pyctl.results import PresentedCertificate
+from pyctl.results.check import PresentedCertificate
 
 if TYPE_CHECKING:
     from cryptography.x509 import Certificate

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from pyctl.results import CheckStep, Severity
+from pyctl.results.check import CheckStep, Severity
 
 T = TypeVar("T")
 

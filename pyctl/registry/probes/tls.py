@@ -40,7 +40,7 @@ from pyctl.registry.transport import (
     load_client_certs,
     ssl_context,
 )
-from pyctl.results import PresentedCertificate
+from pyctl.results.check import PresentedCertificate
 
 if TYPE_CHECKING:
     from cryptography.x509 import Certificate

@@ -1,0 +1,68 @@
+"""What pyctl's operations return: typed, raw values (bytes, full digests, datetimes).
+
+These are the objects of the Python API (``pyctl.connect()``); the CLI formats them (short
+IDs, human sizes, relative times). Only the standard library is imported here, and each
+command imports only its own kind (a frozen dataclass costs a fraction of a millisecond to
+define, on every start):
+
+* :mod:`.images`: Image, ImagePlatform, Imported, PullResult, PushResult;
+* :mod:`.containers`: ContainerInfo, NamespaceInfo;
+* :mod:`.check`: the ``hosts --check`` report (HostsCheck, EndpointCheck, CheckStep, …).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyctl.results.check import (
+        CheckStep,
+        CheckVerdict,
+        EndpointCheck,
+        Finding,
+        HostsCheck,
+        PresentedCertificate,
+        Severity,
+    )
+    from pyctl.results.containers import ContainerInfo, NamespaceInfo
+    from pyctl.results.images import Image, ImagePlatform, Imported, PullResult, PushResult
+
+_HOMES = {
+    "images": ("Image", "ImagePlatform", "Imported", "PullResult", "PushResult"),
+    "containers": ("ContainerInfo", "NamespaceInfo"),
+    "check": (
+        "CheckStep",
+        "CheckVerdict",
+        "EndpointCheck",
+        "Finding",
+        "HostsCheck",
+        "PresentedCertificate",
+        "Severity",
+    ),
+}
+
+__all__ = [
+    "CheckStep",
+    "CheckVerdict",
+    "ContainerInfo",
+    "EndpointCheck",
+    "Finding",
+    "HostsCheck",
+    "Image",
+    "ImagePlatform",
+    "Imported",
+    "NamespaceInfo",
+    "PresentedCertificate",
+    "PullResult",
+    "PushResult",
+    "Severity",
+]
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    for module, names in _HOMES.items():
+        if name in names:
+            return getattr(importlib.import_module(f"pyctl.results.{module}"), name)
+    raise AttributeError(f"module 'pyctl.results' has no attribute {name!r}")
