@@ -38,7 +38,10 @@ def install_pyctl(target: Path) -> list[str]:
         ],
         check=True,
     )
-    return [sys.executable, "-c", "from pyctl.cli.main import main; main()"]
+    # -P: not the current directory first on sys.path, as for the `pyctl` console script (from
+    # the checkout, the sources would run instead, compiled at every start when
+    # PYTHONDONTWRITEBYTECODE is set, as it is on these machines)
+    return [sys.executable, "-P", "-c", "from pyctl.cli.main import main; main()"]
 
 
 def empty_namespace(cd: Containerd, namespace: str) -> None:

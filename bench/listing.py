@@ -39,7 +39,7 @@ def seed_containers(cd: Containerd, namespace: str, count: int) -> None:
 
 
 def run(runs: int) -> list[dict[str, Any]]:
-    floor = [sys.executable, "-c", "import click, grpc"]
+    floor = [sys.executable, "-P", "-c", "import click, grpc"]
     results = []
     with tempfile.TemporaryDirectory(prefix="pyctl-bench-") as tmp, Containerd(cri=False) as cd:
         site = Path(tmp) / "site"

@@ -6,10 +6,12 @@ Completion must never print an error into the user's shell: any failure yields n
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from click.shell_completion import CompletionItem
+
+if TYPE_CHECKING:  # completion is rare: imported when it runs
+    from click.shell_completion import CompletionItem
 
 
 def _client(ctx: click.Context, namespace: str | None = None) -> Any:
@@ -26,6 +28,8 @@ def _client(ctx: click.Context, namespace: str | None = None) -> Any:
 def complete_images(
     ctx: click.Context, param: click.Parameter, incomplete: str
 ) -> list[CompletionItem]:
+    from click.shell_completion import CompletionItem
+
     try:
         from pyctl.containerd.images import list_records
         from pyctl.ops.catalog import is_config_name, visible_records
@@ -48,6 +52,8 @@ def complete_images(
 def complete_containers(
     ctx: click.Context, param: click.Parameter, incomplete: str
 ) -> list[CompletionItem]:
+    from click.shell_completion import CompletionItem
+
     try:
         from pyctl.containerd.containers import list_containers
         from pyctl.ops.containers import container_name
@@ -66,12 +72,15 @@ def complete_containers(
 def complete_objects(
     ctx: click.Context, param: click.Parameter, incomplete: str
 ) -> list[CompletionItem]:
+
     return complete_images(ctx, param, incomplete) + complete_containers(ctx, param, incomplete)
 
 
 def complete_namespaces(
     ctx: click.Context, param: click.Parameter, incomplete: str
 ) -> list[CompletionItem]:
+    from click.shell_completion import CompletionItem
+
     try:
         from pyctl._api.services.namespaces.v1 import namespaces_pb2
 
@@ -87,6 +96,8 @@ def complete_registries(
     ctx: click.Context, param: click.Parameter, incomplete: str
 ) -> list[CompletionItem]:
     """Registry hosts the user has credentials for (config.json ``auths`` and ``credHelpers``)."""
+    from click.shell_completion import CompletionItem
+
     try:
         from pyctl.registry.credentials.docker_config import DockerConfig
 

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pyctl.cli.complete import complete_containers
-from pyctl.cli.inspect import container_inspect
 from pyctl.cli.main import App, PyctlGroup, command, confirm_prune
 from pyctl.errors import PyctlError
 
@@ -216,8 +215,10 @@ def container_group() -> None:
     """Manage containers."""
 
 
-for _cmd in (container_ls, container_inspect, _rm_command("rm"), container_prune):
-    container_group.add_command(_cmd)
+container_group.add_command(container_ls)
+container_group.add_lazy("inspect", "inspect", "container_inspect")
+container_group.add_command(_rm_command("rm"))
+container_group.add_command(container_prune)
 container_group.aliases.update({"list": "ls", "remove": "rm"})
 
 COMMANDS = [ps_cmd, rm_cmd, container_group]

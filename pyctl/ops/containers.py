@@ -10,11 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pyctl.containerd import containers as cstore
-from pyctl.containerd import snapshots
 from pyctl.containerd.client import Client
 from pyctl.containerd.containers import Container, Task
 from pyctl.errors import InUseError, InvalidArgumentError, NotFoundError, PyctlError
-from pyctl.ops.catalog import Catalog, find_records
 from pyctl.render import container_status
 from pyctl.results.containers import ContainerInfo
 
@@ -163,6 +161,8 @@ def _keep(
 
 def _ancestor_names(client: Client, queries: Sequence[str]) -> set[str]:
     """Image names whose target equals that of any queried image (name or ID)."""
+    from pyctl.ops.catalog import Catalog, find_records  # only this filter reads images
+
     catalog = Catalog(client)
     records = catalog.records()
     targets = {r.target.digest for q in queries for r in find_records(records, q, catalog)}
@@ -173,6 +173,8 @@ def _ancestor_names(client: Client, queries: Sequence[str]) -> set[str]:
 
 def _with_sizes(client: Client, c: Container, info: ContainerInfo) -> ContainerInfo:
     """``info`` with the writable layer's size and the whole chain's (``ps -s``)."""
+    from pyctl.containerd import snapshots
+
     if not c.snapshot_key or not c.snapshotter:
         return replace(info, size=0)  # no snapshot of its own
     chain: list[str] = [c.snapshot_key]
@@ -252,6 +254,7 @@ def _remove(client: Client, c: Container, task: Task | None, force: bool) -> Non
     ``force``), the record, then its snapshot."""
     import signal
 
+    from pyctl.containerd import snapshots
     from pyctl.containerd.client import ContainerdNotFound
 
     if task is not None:
@@ -310,6 +313,8 @@ def remove_containers(
 def prune_containers(client: Client) -> tuple[list[str], int]:
     """`container prune`: remove every container without a live task (never started, or
     exited). Returns the removed IDs and the bytes their writable snapshots held."""
+    from pyctl.containerd import snapshots
+
     ctrs = cstore.list_containers(client)
     tasks = cstore.list_tasks(client)
     victims = [c for c in ctrs if c.id not in tasks or tasks[c.id].status == "stopped"]
