@@ -82,30 +82,24 @@ _HOMES = {
         "PyctlError",
         "UnreachableError",
     ),
-    "results": (
-        "CheckStep",
-        "CheckVerdict",
-        "ContainerInfo",
-        "EndpointCheck",
-        "Finding",
-        "HostsCheck",
-        "Image",
-        "ImagePlatform",
-        "Imported",
-        "NamespaceInfo",
-        "PresentedCertificate",
-        "PullResult",
-        "PushResult",
-        "Severity",
-    ),
 }
 
 
-def __getattr__(name: str) -> Any:
-    """The public names, imported at first use (``import pyctl`` stays light)."""
+def lazy_attribute(package: str, homes: dict[str, tuple[str, ...]], name: str) -> Any:
+    """``name`` from the submodule of ``package`` that ``homes`` says holds it, imported
+    now (the module ``__getattr__`` of packages that re-export without importing)."""
     import importlib
 
-    for module, names in _HOMES.items():
+    for module, names in homes.items():
         if name in names:
-            return getattr(importlib.import_module(f"pyctl.{module}"), name)
-    raise AttributeError(f"module 'pyctl' has no attribute {name!r}")
+            return getattr(importlib.import_module(f"{package}.{module}"), name)
+    raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+
+def __getattr__(name: str) -> Any:
+    """The public names, imported at first use (``import pyctl`` stays light); the result
+    types come from :mod:`pyctl.results`."""
+    import importlib
+
+    results = importlib.import_module("pyctl.results")  # light: the names, no types yet
+    return lazy_attribute("pyctl", {**_HOMES, "results": tuple(results.__all__)}, name)

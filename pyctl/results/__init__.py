@@ -60,9 +60,6 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    import importlib
+    from pyctl import lazy_attribute
 
-    for module, names in _HOMES.items():
-        if name in names:
-            return getattr(importlib.import_module(f"pyctl.results.{module}"), name)
-    raise AttributeError(f"module 'pyctl.results' has no attribute {name!r}")
+    return lazy_attribute("pyctl.results", _HOMES, name)
