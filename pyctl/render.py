@@ -12,6 +12,9 @@ Public API::
         .kind ("table" | "json" | "template"), .uses(field) -> bool,
         .render(rows) -> str
 
+Some 530 lines, on purpose: docker's and nerdctl's output rules in one place (units, Go's
+time and float printing, tabwriter, the template subset), each of them small.
+
 Decisions:
 
 * Sizes: ``human_size`` is go-units ``HumanSize`` = ``HumanSizeWithPrecision(n, 4)``,

@@ -3,7 +3,8 @@ up at its first use), one request at a time, answers streamed or read with a cap
 error answer says, and what a network failure means (from exception types, not messages).
 
 No redirect is followed and nothing is retried here: :mod:`pyctl.registry.retry` decides
-both. Proxies and netrc from the environment are not used.
+both. Proxies and netrc from the environment are not used. (Just over 500 lines: TLS setup and
+the classification of failures belong to the connection they describe.)
 """
 
 from __future__ import annotations
