@@ -929,6 +929,23 @@ def test_legacy_mirrors_then_upstream(tmp_path: Path) -> None:
     assert [h.source for h in hosts] == [cri.path] * 4
 
 
+def test_legacy_endpoint_path_is_the_api_root_as_written(tmp_path: Path) -> None:
+    """containerd adds /v2 to an endpoint with no path only: "https://m.example/" keeps "/" (and
+    never answers, as the kubelet finds out; pyctl must not work where the node does not)."""
+    text = (
+        'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\n'
+        '  endpoint = ["https://slash.example/", "https://bare.example", "https://p.example/v2/x"]\n'
+    )
+    cri = load_cri_config(write_cri(tmp_path, text))
+    hosts = resolve_hosts("docker.io", hosts_dirs=[], cri=cri)
+    assert [(h.host, h.path) for h in hosts] == [
+        ("slash.example", "/"),
+        ("bare.example", "/v2"),
+        ("p.example", "/v2/x"),
+        ("registry-1.docker.io", "/v2"),
+    ]
+
+
 def test_legacy_wildcard_and_upstream_in_list(tmp_path: Path) -> None:
     cri = load_cri_config(write_cri(tmp_path, LEGACY))
     hosts = resolve_hosts("quay.io", hosts_dirs=[], cri=cri)

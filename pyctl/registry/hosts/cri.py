@@ -169,7 +169,7 @@ def legacy_cri_hosts(ref_host: str, cri: CriRegistryConfig) -> list[RegistryHost
         if scheme not in ("http", "https") or not parts.hostname:
             raise bad(endpoint, "want http(s)://HOST[:PORT][/PATH]")
         path = urllib.parse.unquote(parts.path)
-        if path in ("", "/"):
+        if path == "":  # containerd adds /v2 to an empty path only ("/" stays "/")
             path = "/v2"
         is_upstream = parts.netloc in upstream
         has_upstream = has_upstream or is_upstream
