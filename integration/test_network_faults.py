@@ -217,14 +217,16 @@ def test_pull_through_fault(pull_bed: PullBed, case: str) -> None:
 
 
 def test_push_to_a_registry_that_claims_every_blob(pull_bed: PullBed) -> None:
-    """The registry answers 200 to every blob HEAD (but has none of them): the push skips
-    the uploads, the registry refuses the manifest, and the push fails with one line that
-    says so — the tag does not appear."""
+    """The registry cannot mount (404 to every upload POST) and answers 200 to every blob HEAD
+    (but has none of them): the push skips the uploads, the registry refuses the manifest,
+    and the push fails with one line that says so — the tag does not appear. (Without the
+    404, the blobs of team/claims would be mounted first, and the push would just work.)"""
     bed, proxy = pull_bed, pull_bed.proxy
     _, name = bed.seed("claims", big=64 << 10)
     assert_success(bed.pyctl("pull", name))
     dest = proxy.ref("team/elsewhere", "1")
     assert_success(bed.pyctl("tag", name, dest))
+    proxy.status(404, method="POST", path=r"/team/elsewhere/blobs/uploads/", times=None)
     proxy.status(200, body=b"", method="HEAD", path=r"/team/elsewhere/blobs/", times=None)
     proc = bed.pyctl("push", dest)
     msg = assert_failure(proc, f"push {dest}:")
