@@ -544,3 +544,30 @@ def test_truncated_and_incomplete_archives_register_nothing(
     )
     bed.assert_nothing_registered(bed.ns)
     assert layer.digest not in content_labels(bed.containerd, bed.ns)
+
+
+def test_a_corrupt_blob_is_refused_even_when_containerd_has_the_good_one(
+    bed: Bed, busybox_image: Archive
+) -> None:
+    """containerd shares content between namespaces: a blob it holds elsewhere is taken into
+    this namespace without the archive's bytes being sent, so its commit checks nothing; the
+    archive's copy is checked all the same (a re-import into the same namespace too)."""
+    img = _single(busybox_image)
+    layer = img.layers[-1]
+    elsewhere = bed.more("holder")
+    bed.containerd.import_image(busybox_image, namespace=elsewhere)  # the good layer is in
+    corrupt = bytearray(layer.data)
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    info = tarfile.TarInfo(f"blobs/sha256/{layer.hex}")
+    info.size = len(corrupt)
+    bad = _rewrite(
+        busybox_image.path,
+        bed.tmp / "corrupt.tar",
+        drop=[f"blobs/sha256/{layer.hex}"],
+        extra=[(info, bytes(corrupt))],
+    )
+    for ns in (bed.ns, elsewhere):
+        proc = bed.pyctl("import", str(bad), namespace=ns)
+        assert_error(proc, f"blobs/sha256/{layer.hex} does not match its digest {layer.digest}")
+    assert bed.containerd.images(bed.ns) == []
+    assert bed.containerd.images(elsewhere) == [BUSYBOX_NAME]  # untouched

@@ -60,6 +60,7 @@ class FileArchive:
         self._fd = fileobj.fileno()
         self.tree: Tree = scan_file(fileobj)
         self.layout: Layout | None = None
+        self._streamed: set[str] = set()  # blobs whose every byte :meth:`open` handed out
 
     # Files ------------------------------------------------------------------------------------
 
@@ -134,7 +135,22 @@ class FileArchive:
 
     def open(self, desc: Descriptor, offset: int) -> Iterable[bytes]:
         # containerd checks size and digest at commit (see import_archive for the message)
-        return self._chunks(self._member(desc), offset)
+        yield from self._chunks(self._member(desc), offset)
+        if offset == 0:
+            self._streamed.add(desc.digest)
+
+    def check_unstreamed(self, blobs: Iterable[Descriptor]) -> None:
+        """Hash the archive's copy of each of ``blobs`` that :meth:`open` did not hand out
+        whole (containerd had it — shared from another namespace, or an ingest resumed — so
+        its commit checked bytes that did not come from here): a corrupt archive is refused
+        whatever containerd holds."""
+        for desc in blobs:
+            if desc.digest in self._streamed or self._member_or_none(desc) is None:
+                continue
+            assert self.layout is not None
+            path = self.layout.path_of(desc.digest)
+            if self.digest(path) != desc.digest:
+                raise mismatch(path, desc.digest)
 
 
 class StreamArchive:

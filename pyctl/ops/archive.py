@@ -117,6 +117,8 @@ def import_archive(
                 )
             except ContentMismatch as exc:
                 raise mismatch(layout.path_of(exc.digest), exc.digest) from None
+            if isinstance(archive, FileArchive):  # a streamed archive checks every blob itself
+                archive.check_unstreamed(the_plan.layers())
             for name, entry in named:
                 records.append(ImageRecord(name=name, target=entry))
                 done.append(Imported(name, entry.digest, bool(store.unpacked)))
