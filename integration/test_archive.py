@@ -569,5 +569,12 @@ def test_a_corrupt_blob_is_refused_even_when_containerd_has_the_good_one(
     for ns in (bed.ns, elsewhere):
         proc = bed.pyctl("import", str(bad), namespace=ns)
         assert_error(proc, f"blobs/sha256/{layer.hex} does not match its digest {layer.digest}")
+        with bad.open("rb") as f:  # read once, front to back: the same check
+            proc_b = bed.run("import", "-", namespace=ns, stdin=f)
+        assert proc_b.returncode == 1 and proc_b.stdout == b""
+        assert proc_b.stderr.decode() == (
+            f"pyctl: error: import stdin: blobs/sha256/{layer.hex} does not match its digest "
+            f"{layer.digest}\n"
+        )
     assert bed.containerd.images(bed.ns) == []
     assert bed.containerd.images(elsewhere) == [BUSYBOX_NAME]  # untouched

@@ -193,10 +193,15 @@ class StreamArchive:
         if digest is None:
             digest = content.write_unknown(self.client, ref, size, chunks)
         else:
+            entry_bytes = _Once(chunks, path)
             try:
-                content.write_blob(self.client, ref, digest, size, _once(chunks, path))
+                content.write_blob(self.client, ref, digest, size, entry_bytes.open)
             except content.ContentMismatch:
                 raise mismatch(path, digest) from None
+            if not entry_bytes.verified_by_containerd() and entry_bytes.digest() != digest:
+                # containerd had the blob (or part of it) already, so its commit checked
+                # bytes that did not come from this archive: the archive's copy is refused
+                raise mismatch(path, digest)
         self.written[path] = digest
 
     def _heading(self, path: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -281,22 +286,38 @@ class StreamArchive:
         return content.read_chunks(self.client, desc.digest, offset)
 
 
-def _once(chunks: Iterator[bytes], path: str) -> Callable[[int], Iterator[bytes]]:
-    """An opener for content.write_blob over a stream that can be read only once: a resumed
-    ingest skips what containerd already has."""
-    used = False
+class _Once:
+    """The bytes of one streamed archive entry, for content.write_blob, which may open them
+    only once: a resumed ingest skips what containerd already has, and a blob containerd
+    already holds is not opened at all. Unless containerd received the entry whole, every
+    byte is hashed here so that the archive's copy can be checked (:meth:`digest`)."""
 
-    def opener(offset: int) -> Iterator[bytes]:
-        nonlocal used
-        if used:
-            raise PyctlError(f"{path}: cannot read a streamed archive entry twice")
-        used = True
+    def __init__(self, chunks: Iterator[bytes], path: str) -> None:
+        self._chunks = chunks
+        self._path = path
+        self._opened_at: int | None = None
+        self._hash = hashlib.sha256()
+
+    def open(self, offset: int) -> Iterator[bytes]:
+        if self._opened_at is not None:
+            raise PyctlError(f"{self._path}: cannot read a streamed archive entry twice")
+        self._opened_at = offset
         skip = offset
-        for chunk in chunks:
+        for chunk in self._chunks:
+            if offset:
+                self._hash.update(chunk)
             if skip >= len(chunk):
                 skip -= len(chunk)
                 continue
             yield chunk[skip:] if skip else chunk
             skip = 0
 
-    return opener
+    def verified_by_containerd(self) -> bool:
+        """containerd's commit saw every byte of this entry (written from offset 0)."""
+        return self._opened_at == 0
+
+    def digest(self) -> str:
+        """The digest of the whole entry, reading what containerd did not need."""
+        for chunk in self._chunks:
+            self._hash.update(chunk)
+        return "sha256:" + self._hash.hexdigest()
