@@ -320,16 +320,17 @@ class Client:
         except BaseException:
             self.lease = None
             if keep_on_error is None or not keep_on_error():
-                self._drop_lease(lease_id)
+                # synchronously: what the failed operation wrote is gone when pyctl exits
+                self._drop_lease(lease_id, sync=True)
             raise
         self.lease = None
-        self._drop_lease(lease_id)
+        self._drop_lease(lease_id, sync=False)
 
-    def _drop_lease(self, lease_id: str) -> None:
+    def _drop_lease(self, lease_id: str, *, sync: bool) -> None:
         from pyctl._api.services.leases.v1 import leases_pb2
 
         with contextlib.suppress(PyctlError):
-            self.call("leases", "Delete", leases_pb2.DeleteRequest(id=lease_id, sync=False))
+            self.call("leases", "Delete", leases_pb2.DeleteRequest(id=lease_id, sync=sync))
 
 
 def retry_unavailable(
