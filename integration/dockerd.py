@@ -46,7 +46,6 @@ from integration.testbed import (
     TestbedError,
     _alive,
     _tail,
-    _wait_until,
     mounts_under,
     remove_cgroups,
     run,
@@ -107,8 +106,6 @@ class DockerEngine(Service):
         self.start_seconds: float | None = None
         self._daemon: Daemon | None = None
         self._made_plugin_dirs: list[Path] = []
-        self._daemon_tried = False
-        self._stopped = False
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -154,13 +151,9 @@ class DockerEngine(Service):
                     self._shutdown_daemon()
                     if i == len(drivers) - 1:
                         raise  # the log has each attempt (e.g. overlay2 on overlayfs, then vfs)
-        except TestbedError as e:
-            # containerd's errors carry its log, a dockerd that exited its own: add a hung one's
-            log = ""
-            if self._daemon_tried and str(self.log_path) not in str(e):
-                log = f"\n--- {self.log_path} ---\n{_tail(self.log_path)}"
-            self.stop()
-            raise TestbedError(f"{e}{log}") from None
+        except TestbedError:
+            self.stop()  # each error carries the log of the daemon it is about
+            raise
         self.start_seconds = time.monotonic() - began
         return self
 
@@ -198,7 +191,6 @@ class DockerEngine(Service):
         self.config_path.write_text(json.dumps({"deprecated-key-path": str(self.dir / "key.json")}))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket)
-        self._daemon_tried = True
         self._daemon = daemon = Daemon(
             f"dockerd ({self.storage_driver})",
             self.command(),
@@ -211,10 +203,13 @@ class DockerEngine(Service):
                 return False
             return self.docker("version", check=False, timeout=10).returncode == 0
 
-        _wait_until(f"dockerd at {self.host}", answers, self.startup_timeout, abort=daemon.exited)
+        daemon.wait_ready(f"dockerd at {self.host}", answers, self.startup_timeout)
         pid_in_file = self.pidfile.read_text().strip()
         if pid_in_file != str(daemon.pid):
-            raise TestbedError(f"{self.pidfile} says {pid_in_file!r}, dockerd is {daemon.pid}")
+            raise TestbedError(
+                f"{self.pidfile} says {pid_in_file!r}, dockerd is {daemon.pid}\n"
+                f"--- {self.log_path} ---\n{_tail(self.log_path)}"
+            )
 
     @staticmethod
     def _daemon_env() -> dict[str, str]:
@@ -230,15 +225,12 @@ class DockerEngine(Service):
             self._daemon.stop(grace=15.0, group=True)
             self._daemon = None
 
-    def stop(self) -> None:
+    def _teardown(self) -> None:
         """Remove containers, stop dockerd and its containerd, unmount, remove the cgroup
-        parent and the directory. Idempotent; raises :class:`TestbedError` when something
-        is left behind."""
-        if self._stopped:
-            return
-        self._stopped = True
+        parent and the directory; raises :class:`TestbedError` when something is left
+        behind."""
         problems: list[str] = []
-        if self._daemon is not None and self._daemon.proc.poll() is None:
+        if self._daemon is not None and self._daemon.running:
             with contextlib.suppress(Exception):
                 self._remove_containers()
         dockerd_pid = self.pid

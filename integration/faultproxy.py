@@ -194,14 +194,10 @@ class FaultProxy(BackgroundHTTPServer):
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._seq = 0
-        self._stopped = False
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
+    def _teardown(self) -> None:
         self._stop.set()
         self.stop_server()
 

@@ -332,6 +332,21 @@ class Daemon:
             self.log_path
         )
 
+    @property
+    def running(self) -> bool:
+        """It has not exited (yet)."""
+        return self.proc.poll() is None
+
+    def wait_ready(self, what: str, ready: Callable[[], bool], timeout: float) -> None:
+        """Poll ``ready`` until true; a :class:`TestbedError` holding the log's tail when the
+        process exits first or is not ready after ``timeout`` seconds."""
+        try:
+            _wait_until(what, ready, timeout, abort=self.exited)
+        except TestbedError as e:
+            if str(self.log_path) in str(e):  # exited: the message has the log already
+                raise
+            raise TestbedError(f"{e}\n--- {self.log_path} ---\n{_tail(self.log_path)}") from None
+
     def stop(self, grace: float = 5.0, *, group: bool = False) -> None:
         """SIGTERM, ``grace`` seconds, SIGKILL; with ``group`` also SIGKILL whatever is left
         of its process group (children it started). Closes the log."""
@@ -341,9 +356,20 @@ class Daemon:
                 os.killpg(self.proc.pid, signal.SIGKILL)
         self._log.close()
 
+    def kill(self, timeout: float = 30.0) -> None:
+        """SIGKILL at once (a crash: it cleans up nothing), wait for it; closes the log."""
+        self.proc.kill()
+        self.proc.wait(timeout)
+        self._log.close()
+
 
 class Service:
-    """``with X() as x:`` starts X unless it is running, and stops it at the end."""
+    """``with X() as x:`` starts X unless it is running, and stops it at the end.
+
+    :meth:`stop` is idempotent: the first call tears X down (:meth:`_teardown`, which
+    subclasses implement), later calls do nothing."""
+
+    _stopped = False
 
     @property
     def running(self) -> bool:
@@ -353,6 +379,12 @@ class Service:
         raise NotImplementedError
 
     def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._teardown()
+
+    def _teardown(self) -> None:
         raise NotImplementedError
 
     def __enter__(self) -> Self:
@@ -460,7 +492,7 @@ class ContainerdBinaries:
         return env
 
 
-class Containerd:
+class Containerd(Service):
     """A private containerd (1.6, 1.7 or 2.x): own root, state, sockets, config; CRI plugin on,
     no CNI.
 
@@ -504,9 +536,7 @@ class Containerd:
         self.log_level = log_level
         self.extra_config = extra_config
         self.startup_timeout = startup_timeout
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_file: Any = None
-        self._stopped = False
+        self._daemon: Daemon | None = None
 
     @property
     def version(self) -> tuple[int, int, int]:
@@ -514,19 +544,6 @@ class Containerd:
         return self.binaries.version
 
     # --- lifecycle ---------------------------------------------------------------------------
-
-    def __enter__(self) -> Containerd:
-        if self._proc is None:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return (
@@ -536,7 +553,11 @@ class Containerd:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        return self._daemon.pid if self._daemon else None
+
+    @property
+    def running(self) -> bool:
+        return self._daemon is not None
 
     @property
     def cri_plugins(self) -> list[tuple[str, str]]:
@@ -657,9 +678,9 @@ disabled_plugins = {q(disabled)}
       differ = "walking"
 """
 
-    def start(self) -> Containerd:
+    def start(self) -> Self:
         """Start and wait until ``ctr version`` answers; picks the snapshotter."""
-        if self._proc is not None:
+        if self._daemon is not None:
             raise TestbedError("containerd already started")
         self._launch()
         if self.requested_snapshotter is None:
@@ -690,24 +711,12 @@ disabled_plugins = {q(disabled)}
         self.config_path.write_text(self.render_config())
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.address)
-        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self._proc = subprocess.Popen(
+        self._daemon = daemon = Daemon(
+            "containerd",
             [self.binaries.containerd, "--config", str(self.config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
+            self.log_path,
             env=self.binaries.daemon_env(),  # finds the shim of the same build first
-            start_new_session=True,  # no terminal signals from the test runner
         )
-        proc = self._proc
-
-        def died() -> str | None:
-            if proc.poll() is None:
-                return None
-            return (
-                f"containerd exited with code {proc.returncode}\n--- {self.log_path} ---\n"
-                + _tail(self.log_path)
-            )
 
         def answers() -> bool:
             if not os.path.exists(self.address):
@@ -720,50 +729,35 @@ disabled_plugins = {q(disabled)}
             return self.ctr("version", check=False, timeout=10).returncode == 0
 
         try:
-            _wait_until(f"containerd at {self.address}", answers, self.startup_timeout, abort=died)
-        except TestbedError as e:
+            daemon.wait_ready(f"containerd at {self.address}", answers, self.startup_timeout)
+        except TestbedError:
             self.stop()
-            if "not ready" in str(e):
-                raise TestbedError(
-                    f"{e}\n--- {self.log_path} ---\n{_tail(self.log_path)}"
-                ) from None
             raise
 
     def restart(self, *, kill: bool = True) -> None:
         """Stop the daemon (SIGKILL, or SIGTERM with ``kill=False``) and start it again on the
         same root, state and socket; returns once it answers. Content, ingests, leases and
         records persist, as on a node where containerd restarts."""
-        if self._proc is None or self._stopped:
+        if self._daemon is None or self._stopped:
             raise TestbedError("containerd is not running")
         if kill:
-            self._proc.kill()
-            self._proc.wait(timeout=30)
+            self._daemon.kill()
         else:
-            _terminate(self._proc)
-        self._proc = None
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
+            self._daemon.stop()
+        self._daemon = None
         self._launch()
 
     def _shutdown_daemon(self) -> None:
-        if self._proc is not None:
-            _terminate(self._proc)
-            self._proc = None
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
+        if self._daemon is not None:
+            self._daemon.stop()
+            self._daemon = None
 
-    def stop(self) -> None:
-        """Kill tasks, containerd, its shims and container processes; unmount; remove dir.
-        Idempotent."""
-        if self._stopped:
-            return
-        self._stopped = True
+    def _teardown(self) -> None:
+        """Kill tasks, containerd, its shims and container processes; unmount; remove dir."""
         problems: list[str] = []
         bundles = self._bundles()
         # 1. the polite way while containerd is up: it unmounts rootfs and stops shims.
-        if self._proc is not None and self._proc.poll() is None:
+        if self._daemon is not None and self._daemon.running:
             for ns, cid in bundles:
                 with contextlib.suppress(Exception):
                     self.ctr("tasks", "rm", "-f", cid, namespace=ns, check=False, timeout=15)
@@ -1390,7 +1384,6 @@ class Registry(Service):
         self.startup_timeout = startup_timeout
         self.binary = binary
         self._daemon: Daemon | None = None
-        self._stopped = False
 
     @property
     def host(self) -> str:
@@ -1471,19 +1464,13 @@ class Registry(Service):
             return r.status in (200, 401)
 
         try:
-            _wait_until(
-                f"registry at {self.url}", answers, self.startup_timeout, abort=daemon.exited
-            )
-        except TestbedError as e:
-            tail = _tail(self.log_path)
+            daemon.wait_ready(f"registry at {self.url}", answers, self.startup_timeout)
+        except TestbedError:
             self.stop()
-            raise TestbedError(f"{e}\n--- {self.log_path} ---\n{tail}") from None
+            raise
         return self
 
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
+    def _teardown(self) -> None:
         if self._daemon is not None:
             self._daemon.stop()
             self._daemon = None

@@ -258,12 +258,12 @@ class BackgroundHTTPServer(Service):
         )
         self._thread.start()
 
-    # start/stop, and `with` (subclasses extend stop with their own clean-up)
+    # start/stop, and `with` (subclasses extend _teardown with their own clean-up)
     def start(self) -> Self:
         self.start_server()
         return self
 
-    def stop(self) -> None:
+    def _teardown(self) -> None:
         self.stop_server()
 
     def stop_server(self) -> None:
@@ -436,7 +436,6 @@ class TokenServer(BackgroundHTTPServer):
         self._lock = threading.Lock()
         self._refresh_tokens: dict[str, str] = {}  # refresh token -> user
         self._failures: list[tuple[int, dict[str, str]]] = []
-        self._stopped = False
 
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.key_id = libtrust_key_id(self._key.public_key())
@@ -486,10 +485,7 @@ class TokenServer(BackgroundHTTPServer):
             self.requested_port = self.port
         return self.port
 
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
+    def _teardown(self) -> None:
         self.stop_server()
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
