@@ -416,9 +416,8 @@ class PullBed:
 
         files = {"big.bin": os.urandom(big)} if big else None
         arc = self.image_factory(f"example.test/{repo}:1", variant_content=repo, files=files)
-        assert isinstance(arc.image, images.ImageSpec)
         Skopeo(self.tmp).seed(arc.path, self.registry.ref(f"team/{repo}", "1"))
-        return arc.image, self.proxy.ref(f"team/{repo}", "1")
+        return arc.single, self.proxy.ref(f"team/{repo}", "1")
 
     def pyctl(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         kw.setdefault("namespace", self.namespace)

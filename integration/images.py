@@ -277,6 +277,10 @@ class ImageSpec:
     def media_type(self) -> str:
         return self.manifest.media_type
 
+    @property
+    def biggest_layer(self) -> Blob:
+        return max(self.layers, key=lambda b: b.size)
+
     def blobs(self) -> list[Blob]:
         return [self.manifest, self.config, *self.layers]
 
@@ -619,6 +623,20 @@ class Archive:
     @property
     def media_type(self) -> str:
         return self.image.media_type
+
+    @property
+    def single(self) -> ImageSpec:
+        """The image, which must be a single-platform one."""
+        if not isinstance(self.image, ImageSpec):
+            raise AssertionError(f"{self.path} holds a multi-platform index")
+        return self.image
+
+    @property
+    def index(self) -> IndexSpec:
+        """The image, which must be a multi-platform index."""
+        if not isinstance(self.image, IndexSpec):
+            raise AssertionError(f"{self.path} holds a single-platform image")
+        return self.image
 
 
 def _layout_members(

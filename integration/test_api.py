@@ -19,7 +19,7 @@ import pytest
 import pyctl
 from integration.conftest import BUSYBOX_NAME
 from integration.helpers import ctr_image_digests
-from integration.images import Archive, ImageSpec
+from integration.images import Archive
 from integration.registry_helpers import Skopeo
 from integration.testbed import Containerd, Registry
 
@@ -48,8 +48,7 @@ def test_images_tag_remove_and_archives(
     busybox_image: Archive,
     tmp_path: Path,
 ) -> None:
-    spec = busybox_image.image
-    assert isinstance(spec, ImageSpec)
+    spec = busybox_image.single
     # import from a path: the records made
     (imported,) = client.import_archive(busybox_image.path)
     assert imported == pyctl.Imported(BUSYBOX_NAME, spec.manifest.digest, True)
@@ -108,8 +107,7 @@ def test_pull_push_containers_and_hosts(
     busybox_image: Archive,
     tmp_path: Path,
 ) -> None:
-    spec = busybox_image.image
-    assert isinstance(spec, ImageSpec)
+    spec = busybox_image.single
     Skopeo(tmp_path).seed(busybox_image.path, registry.ref("team/bb", "1"))
     seen: dict[str, int] = {}
     r = client.pull(

@@ -23,7 +23,7 @@ import pytest
 from integration import images
 from integration.conftest import BUSYBOX_NAME, ImageFactory, PyctlRunner
 from integration.helpers import assert_error, unique_id
-from integration.images import Archive, ImageSpec, IndexSpec
+from integration.images import Archive
 from integration.registry_helpers import (
     SNAPSHOT_LABEL_PREFIX,
     Skopeo,
@@ -90,11 +90,6 @@ def bed(
     return Bed(containerd, namespace, pyctl, tmp_path, more_namespaces)
 
 
-def _single(archive: Archive) -> ImageSpec:
-    assert isinstance(archive.image, ImageSpec)
-    return archive.image
-
-
 def _unpack_line(name: str, digest: str) -> str:
     return f"unpacking {name} ({digest})...done"
 
@@ -130,7 +125,7 @@ def _rewrite(
 
 
 def test_ctr_export_imports_unpacks_and_runs(bed: Bed, busybox_image: Archive) -> None:
-    img = _single(busybox_image)
+    img = busybox_image.single
     source_ns = bed.more("src")
     images.import_into(bed.containerd, busybox_image, namespace=source_ns)
     exported = bed.tmp / "ctr-export.tar"
@@ -194,7 +189,7 @@ def test_docker_archive_from_skopeo_loads_like_ctr_imports_it(
 
 
 def test_gzip_zstd_and_stdin(bed: Bed, busybox_image: Archive) -> None:
-    img = _single(busybox_image)
+    img = busybox_image.single
     gz = bed.tmp / "bb.tar.gz"
     gz.write_bytes(gzip.compress(busybox_image.path.read_bytes()))
     zst = bed.tmp / "bb.tar.zst"
@@ -224,7 +219,7 @@ def test_gzip_zstd_and_stdin(bed: Bed, busybox_image: Archive) -> None:
 def test_names_base_name_and_digests(bed: Bed, image_factory: ImageFactory) -> None:
     # an OCI layout that names its image only by tag (ref.name "v1"), like skopeo's oci-archive
     arc = image_factory("example.test/app:v1", variant_content="names", image_name_annotation=False)
-    digest = _single(arc).manifest_digest
+    digest = arc.single.manifest_digest
     today = f"docker.io/library/import-{date.today():%Y-%m-%d}"
 
     proc = bed.pyctl("import", str(arc.path), namespace=bed.ns)
@@ -252,7 +247,7 @@ def test_names_base_name_and_digests(bed: Bed, image_factory: ImageFactory) -> N
     unnamed = image_factory(None, variant_content="unnamed")
     proc = bed.pyctl("import", str(unnamed.path), namespace=bed.more("unnamed"))
     assert_error(proc, "the archive names no image to import (use --digests)")
-    plain_digest = _single(unnamed).manifest_digest
+    plain_digest = unnamed.single.manifest_digest
     proc = bed.pyctl("import", "--digests", "--no-unpack", str(unnamed.path), namespace=based)
     assert assert_success(proc) == [f"imported {today}@{plain_digest} ({plain_digest})"]
     proc = bed.pyctl("load", "-i", str(unnamed.path), namespace=bed.more("load"))
@@ -265,8 +260,7 @@ def test_names_base_name_and_digests(bed: Bed, image_factory: ImageFactory) -> N
 
 def test_platforms_of_a_multi_platform_archive(bed: Bed, image_factory: ImageFactory) -> None:
     arc = image_factory("example.test/multi:1", multi_platform=True, variant_content="plat")
-    idx = arc.image
-    assert isinstance(idx, IndexSpec)
+    idx = arc.index
     name = "example.test/multi:1"
     host, other = idx.host, idx.for_platform(OTHER)
     arm = idx.for_platform("linux/arm/v7")
@@ -334,7 +328,7 @@ def test_platforms_of_a_multi_platform_archive(bed: Bed, image_factory: ImageFac
 def test_export_is_read_by_ctr_and_skopeo_and_is_reproducible(
     bed: Bed, busybox_image: Archive
 ) -> None:
-    img = _single(busybox_image)
+    img = busybox_image.single
     images.import_into(bed.containerd, busybox_image, namespace=bed.ns)
     out = bed.tmp / "out.tar"
     proc = bed.pyctl("export", str(out), "busybox", namespace=bed.ns)
@@ -385,7 +379,7 @@ def test_export_is_read_by_ctr_and_skopeo_and_is_reproducible(
 
 
 def test_save_to_stdout_round_trip_and_terminal(bed: Bed, busybox_image: Archive) -> None:
-    img = _single(busybox_image)
+    img = busybox_image.single
     proc = bed.pyctl("import", str(busybox_image.path), namespace=bed.ns)
     assert_success(proc)
     exported = bed.tmp / "export.tar"
@@ -492,7 +486,7 @@ def test_unsafe_archives_are_refused(
 def test_truncated_and_incomplete_archives_register_nothing(
     bed: Bed, busybox_image: Archive, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    img = _single(busybox_image)
+    img = busybox_image.single
     data = busybox_image.path.read_bytes()
     monkeypatch.chdir(bed.tmp)  # pyctl runs there too: the error names "app.tar"
     Path("app.tar").write_bytes(data[: len(data) // 2])

@@ -156,8 +156,7 @@ def test_images_table(listing: Listing) -> None:
 
 def test_images_multi_platform_rows(listing: Listing) -> None:
     table = parse_table(listing.run("images", "example.test/multi"))
-    idx = listing.multi.image
-    assert isinstance(idx, images.IndexSpec)
+    idx = listing.multi.index
     assert [r["PLATFORM"] for r in table.rows] == [str(p) for p in idx.platforms]
     assert {r["IMAGE ID"] for r in table.rows} == {short(idx.index_digest)}
     assert listing.digests[MULTI] == idx.index_digest
@@ -331,8 +330,7 @@ def test_images_empty_namespace(pyctl: PyctlRunner, namespace: str) -> None:
 
 
 def test_image_inspect(listing: Listing) -> None:
-    spec = listing.app1.image
-    assert isinstance(spec, images.ImageSpec)
+    spec = listing.app1.single
     for args in (("inspect", APP1), ("image", "inspect", APP1)):
         (obj,) = json.loads(listing.run(*args))
         assert obj["Id"] == listing.digests[APP1] == spec.manifest.digest
@@ -364,8 +362,7 @@ def _expect(got: str, want: str) -> None:
 
 
 def test_image_inspect_multi_platform_is_host(listing: Listing) -> None:
-    idx = listing.multi.image
-    assert isinstance(idx, images.IndexSpec)
+    idx = listing.multi.index
     (obj,) = json.loads(listing.run("image", "inspect", MULTI))
     assert obj["Id"] == idx.index_digest
     assert obj["Architecture"] == images.HOST_PLATFORM.architecture
@@ -440,8 +437,7 @@ def test_images_created_is_when_the_image_was_built(
 def test_config_digest_names_the_image(listing: Listing) -> None:
     """Wherever an image is named, a prefix of its config digest (>= 4 hex, ``sha256:``
     optional) works as well as one of its target digest."""
-    spec = listing.app1.image
-    assert isinstance(spec, images.ImageSpec)
+    spec = listing.app1.single
     config = spec.config.digest
     assert config != spec.manifest.digest
     for q in (config, config[7:], config[:19], config[7:19], config[7:11]):
@@ -451,8 +447,7 @@ def test_config_digest_names_the_image(listing: Listing) -> None:
     rows = json_lines(listing.run("images", "--format", "json"))
     by_name = {(r["Name"], r["Platform"]): r["ConfigDigest"] for r in rows}
     assert by_name[(APP1, HOST)] == config
-    idx = listing.multi.image
-    assert isinstance(idx, images.IndexSpec)
+    idx = listing.multi.index
     for m in idx.manifests:
         assert by_name[(MULTI, str(m.platform))] == m.config.digest
     # a non-host platform's config names the whole index image
@@ -474,8 +469,7 @@ def test_config_digest_ids_for_tag_rmi_save_ps(
     busybox_image: Archive,
     tmp_path: Path,
 ) -> None:
-    spec = busybox_image.image
-    assert isinstance(spec, images.ImageSpec)
+    spec = busybox_image.single
     containerd.import_image(busybox_image, namespace=namespace)
     config_id = spec.config.digest[7:19]  # what `crictl images` / `docker images` show
     assert_ok(pyctl("tag", config_id, "example.test/by-config:1", namespace=namespace))
@@ -755,8 +749,7 @@ def test_image_prune(
 def test_k8s_io_folds_cri_records(
     pyctl: PyctlRunner, containerd: Containerd, k8s_ns: str, busybox_image: Archive
 ) -> None:
-    spec = busybox_image.image
-    assert isinstance(spec, images.ImageSpec)
+    spec = busybox_image.single
     containerd.import_image(busybox_image, namespace=k8s_ns)
     config_name = spec.config.digest
     wait_until(
@@ -790,8 +783,7 @@ def test_k8s_io_cri_records_are_part_of_the_image(
     """The CRI plugin's ``sha256:<config>`` and ``repo@sha256:…`` records are never shown as
     names (images, namespace ls, inspect, completion, rmi's name count) and go with the
     image's last tag (refused while a container uses it)."""
-    spec = busybox_image.image
-    assert isinstance(spec, images.ImageSpec)
+    spec = busybox_image.single
     digest, config_name = spec.manifest.digest, spec.config.digest
     by_digest = f"harbor.local:8443/library/app@{digest}"
     containerd.import_image(busybox_image, namespace=k8s_ns)

@@ -24,7 +24,7 @@ import pytest
 from integration.conftest import PullBed
 from integration.faultproxy import FaultProxy
 from integration.helpers import wait_until
-from integration.images import Blob, ImageSpec
+from integration.images import ImageSpec
 from integration.registry_helpers import (
     assert_failure,
     assert_success,
@@ -40,10 +40,6 @@ from integration.testbed import Containerd
 from integration.unprivileged import ReadablePyctl
 
 BIG = 24 << 20  # incompressible: the layer is as large on the wire
-
-
-def _biggest(img: ImageSpec) -> Blob:
-    return max(img.layers, key=lambda b: b.size)
 
 
 def _mid_transfer(proxy: FaultProxy, digest: str, at: int) -> bool:
@@ -68,7 +64,7 @@ def test_interrupted_pull_resumes_from_its_ingest(pull_bed: PullBed, sig: signal
     exactly its offset, no second ingest) and fetches less than half of the layer again."""
     bed, proxy, cd, ns = pull_bed, pull_bed.proxy, pull_bed.containerd, pull_bed.namespace
     img, name = bed.seed("resume", big=BIG)
-    layer = _biggest(img)
+    layer = img.biggest_layer
     stall_at = layer.size * 3 // 4
     proxy.stall(60, after_bytes=stall_at, method="GET", path=f"/blobs/{layer.digest}$")
     ref = f"layer-{layer.digest}"
@@ -122,7 +118,7 @@ def test_eight_pulls_of_one_image_at_once(pull_bed: PullBed) -> None:
     containerd ends with one record, one set of blobs and snapshots, no ingest, no lease."""
     bed, proxy, cd, ns = pull_bed, pull_bed.proxy, pull_bed.containerd, pull_bed.namespace
     img, name = bed.seed("eight", big=4 << 20)
-    layer = _biggest(img)
+    layer = img.biggest_layer
     proxy.stall(2, after_bytes=1 << 20, method="GET", path=f"/blobs/{layer.digest}$")
 
     procs = [bed.start("pull", name) for _ in range(8)]
@@ -180,7 +176,7 @@ def test_garbage_collection_during_a_pull_keeps_its_content(pull_bed: PullBed) -
     a_only = set(a.layer_digests) - shared
     assert_success(bed.pyctl("pull", name_a))
 
-    big = _biggest(b)
+    big = b.biggest_layer
     proxy.stall(4, after_bytes=2 << 20, method="GET", path=f"/blobs/{big.digest}$")
     proc = bed.start("pull", name_b)
     try:
@@ -231,7 +227,7 @@ def test_containerd_restarted_mid_pull(pull_bed: PullBed, own_containerd: Contai
     )
     proxy, ns = bed.proxy, bed.namespace
     img, name = bed.seed("restart", big=8 << 20)
-    layer = _biggest(img)
+    layer = img.biggest_layer
     proxy.stall(3, after_bytes=6 << 20, method="GET", path=f"/blobs/{layer.digest}$")
     ref = f"layer-{layer.digest}"
 

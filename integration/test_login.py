@@ -22,7 +22,7 @@ import pytest
 
 from integration.conftest import ImageFactory, PyctlRunner, SecureRegistry
 from integration.helpers import assert_error, assert_ok, ctr_image_digests
-from integration.images import Archive, ImageSpec
+from integration.images import Archive
 from integration.testbed import Containerd, HtpasswdAuth, Registry, skopeo
 
 LOGIN_OK = "Login Succeeded\n"
@@ -162,8 +162,7 @@ def test_login_basic_stores_auth_and_pull_push_use_it(
     assert_ok(c("tag", ref, pushed, namespace=namespace))
     proc = c("push", pushed, namespace=namespace)
     assert proc.returncode == 0, proc.stderr
-    assert isinstance(tiny.image, ImageSpec)
-    assert proc.stdout.strip().endswith(f"size: {tiny.image.manifest.size}")
+    assert proc.stdout.strip().endswith(f"size: {tiny.single.manifest.size}")
     assert f"digest: {tiny.digest}" in proc.stdout
     assert basic_registry.tags("team/copy") == ["2"]
 

@@ -32,7 +32,7 @@ FAST_TIMEOUT = {"PYCTL_READ_TIMEOUT": "1"}
 
 
 def _big(img: ImageSpec) -> str:
-    return max(img.layers, key=lambda b: b.size).digest
+    return img.biggest_layer.digest
 
 
 @dataclass(frozen=True)

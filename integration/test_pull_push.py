@@ -14,7 +14,7 @@ from integration import images
 from integration.conftest import ImageFactory, PyctlRunner
 from integration.faultproxy import FaultProxy
 from integration.helpers import assert_error, json_lines, unique_id, wait_until
-from integration.images import Archive, ImageSpec, IndexSpec
+from integration.images import ImageSpec
 from integration.registry_helpers import (
     SNAPSHOT_LABEL_PREFIX,
     SOURCE_LABEL,
@@ -45,16 +45,6 @@ def sk(tmp_path: Path) -> Skopeo:
     return Skopeo(tmp_path)
 
 
-def _single(archive: Archive) -> ImageSpec:
-    assert isinstance(archive.image, ImageSpec)
-    return archive.image
-
-
-def _index(archive: Archive) -> IndexSpec:
-    assert isinstance(archive.image, IndexSpec)
-    return archive.image
-
-
 def _image_rows(pyctl: PyctlRunner, ns: str) -> list[tuple[str, str, str]]:
     """``pyctl images``: (Repository:Tag, Platform, Size) per row."""
     proc = pyctl("images", "--format", "json", namespace=ns)
@@ -75,7 +65,7 @@ def test_pull_records_labels_unpacks_and_runs(
     more_namespaces: Callable[[str], str],
 ) -> None:
     arc = image_factory("example.test/app:1", variant_content="pull-basic")
-    img = _single(arc)
+    img = arc.single
     assert len(img.layers) == 2
     sk.seed(arc.path, registry.ref("team/app", "latest"))
     name = f"{registry.host}/team/app:latest"
@@ -146,7 +136,7 @@ def test_pull_multi_platform_index(
     more_namespaces: Callable[[str], str],
 ) -> None:
     arc = image_factory("example.test/multi:1", multi_platform=True, variant_content="mp")
-    idx = _index(arc)
+    idx = arc.index
     sk.seed(arc.path, registry.ref("team/multi", "1"), all_platforms=True)
     name = registry.ref("team/multi", "1")
     host, other = idx.for_platform(HOST), idx.for_platform(OTHER)
@@ -217,7 +207,7 @@ def test_repull_is_up_to_date_without_fetching_blobs(
     sk: Skopeo,
 ) -> None:
     arc = image_factory("example.test/again:1", variant_content="repull")
-    img = _single(arc)
+    img = arc.single
     sk.seed(arc.path, registry.ref("team/again", "1"))
     name = fault_proxy.ref("team/again", "1")
 
@@ -245,7 +235,7 @@ def test_pull_into_k8s_io_is_adopted_by_cri(
     sk: Skopeo,
 ) -> None:
     arc = image_factory("example.test/kube:1", variant_content="k8s")
-    img = _single(arc)
+    img = arc.single
     sk.seed(arc.path, registry.ref("team/kube", "1"))
     name = registry.ref("team/kube", "1")
     image_id = img.config_digest
@@ -294,7 +284,7 @@ def test_push_uploads_then_mounts_into_another_repo(
     sk: Skopeo,
 ) -> None:
     arc = image_factory("example.test/push:1", variant_content="push-mount")
-    img = _single(arc)
+    img = arc.single
     containerd.import_image(arc, namespace=namespace)
     blobs = [img.config_digest, *img.layer_digests]
 
@@ -353,7 +343,7 @@ def test_push_multi_platform_index(
     more_namespaces: Callable[[str], str],
 ) -> None:
     arc = image_factory("example.test/multi:2", multi_platform=True, variant_content="push-mp")
-    idx = _index(arc)
+    idx = arc.index
     sk.seed(arc.path, registry.ref("team/multi", "2"), all_platforms=True)
     src = registry.ref("team/multi", "2")
 

@@ -20,7 +20,7 @@ import pytest
 from integration.conftest import ImageFactory, PyctlRunner, SecureRegistry
 from integration.faultproxy import FaultProxy
 from integration.helpers import unique_id, wait_until
-from integration.images import Archive, ImageSpec
+from integration.images import Archive
 from integration.registry_helpers import (
     SNAPSHOT_LABEL_PREFIX,
     Skopeo,
@@ -40,15 +40,6 @@ from integration.testbed import CertAuthority, Containerd, Registry
 @pytest.fixture
 def sk(tmp_path: Path) -> Skopeo:
     return Skopeo(tmp_path)
-
-
-def _single(archive: Archive) -> ImageSpec:
-    assert isinstance(archive.image, ImageSpec)
-    return archive.image
-
-
-def _biggest_layer(img: ImageSpec) -> str:
-    return max(img.layers, key=lambda b: b.size).digest
 
 
 def _active_ingests(containerd: Containerd, namespace: str) -> list[str]:
@@ -74,7 +65,7 @@ def test_token_registry_credentials_from_docker_config(
 ) -> None:
     ts = token_registry.token_server
     arc = image_factory("example.test/harbor:1", variant_content="token")
-    img = _single(arc)
+    img = arc.single
     host = token_registry.host
     sk.seed(
         arc.path,
@@ -160,8 +151,8 @@ def test_corrupted_layer_fails_cleanly_and_does_not_poison_a_retry(
     fault_proxy: FaultProxy,
     seeded: Archive,
 ) -> None:
-    img = _single(seeded)
-    layer = _biggest_layer(img)
+    img = seeded.single
+    layer = img.biggest_layer.digest
     name = fault_proxy.ref("team/app", "1")
     fault_proxy.corrupt(1000, method="GET", path=f"/blobs/{layer}$")
 
@@ -193,8 +184,8 @@ def test_stale_bad_partial_ingest_is_restarted_from_scratch(
     """An earlier attempt left a partial ingest with a bad byte in it (containerd keeps
     partial ingests so that downloads resume). The pull resumes it, containerd refuses the
     digest at commit, and pyctl starts that blob over instead of failing for good."""
-    img = _single(seeded)
-    layer = max(img.layers, key=lambda b: b.size)
+    img = seeded.single
+    layer = img.biggest_layer
     bad = bytearray(layer.data[:300_000])
     bad[1000] ^= 0xFF
     ingest = subprocess.run(
@@ -237,8 +228,8 @@ def test_dropped_connection_mid_blob_is_resumed_with_range(
     seeded: Archive,
     cut: str,
 ) -> None:
-    img = _single(seeded)
-    layer = _biggest_layer(img)
+    img = seeded.single
+    layer = img.biggest_layer.digest
     name = fault_proxy.ref("team/app", "1")
     getattr(fault_proxy, cut)(300_000, method="GET", path=f"/blobs/{layer}$")
 
@@ -265,7 +256,7 @@ def test_dropped_connection_while_reading_a_manifest_is_retried(
     fault_proxy: FaultProxy,
     seeded: Archive,
 ) -> None:
-    img = _single(seeded)
+    img = seeded.single
     name = fault_proxy.ref("team/app", "1")
     fault_proxy.reset(100, method="GET", path=f"/manifests/{img.manifest_digest}$")
     fault_proxy.truncate(100, method="GET", path=f"/blobs/{img.config_digest}$")
@@ -283,8 +274,8 @@ def test_503_then_429_with_retry_after_are_retried(
     fault_proxy: FaultProxy,
     seeded: Archive,
 ) -> None:
-    img = _single(seeded)
-    layer = _biggest_layer(img)
+    img = seeded.single
+    layer = img.biggest_layer.digest
     name = fault_proxy.ref("team/app", "1")
     fault_proxy.status(503, method="GET", path=f"/blobs/{layer}$")
     fault_proxy.status(
@@ -370,7 +361,7 @@ def test_blob_redirect_to_another_host_carries_no_authorization(
     proxy in front of a plain registry holding the same blobs). The client must follow it
     without the registry's bearer token."""
     arc = image_factory("example.test/cdn:1", variant_content="redirect")
-    img = _single(arc)
+    img = arc.single
     sk.seed(
         arc.path,
         token_registry.ref("team/cdn", "1"),
@@ -427,8 +418,8 @@ def test_ctrl_c_mid_download_exits_130_and_leaves_no_image(
 ) -> None:
     """SIGINT while the big layer is stalled mid-transfer (``serial``: the download runs in
     the main thread; ``pool``: in worker threads while the main thread waits)."""
-    img = _single(big_image)
-    big = _biggest_layer(img)
+    img = big_image.single
+    big = img.biggest_layer.digest
     assert big == img.layer_digests[-1]
     sk.seed(big_image.path, registry.ref("team/big", "1"))
     name = fault_proxy.ref("team/big", "1")

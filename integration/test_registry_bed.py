@@ -18,7 +18,7 @@ import requests
 
 from integration.conftest import SecureRegistry
 from integration.faultproxy import FaultProxy
-from integration.images import Archive, ImageSpec
+from integration.images import Archive
 from integration.testbed import CertAuthority, Registry, TokenAuth, skopeo
 from integration.tokenserver import decode_jwt, libtrust_key_id, parse_scope
 
@@ -50,13 +50,8 @@ class SkopeoRunner:
         return skopeo(*args, check=check, env=self.env, timeout=60)
 
 
-def _spec(archive: Archive) -> ImageSpec:
-    assert isinstance(archive.image, ImageSpec)
-    return archive.image
-
-
 def _biggest_layer(archive: Archive) -> tuple[str, int]:
-    layer = max(_spec(archive).layers, key=lambda b: b.size)
+    layer = archive.single.biggest_layer
     return layer.digest, layer.size
 
 
@@ -428,7 +423,7 @@ def test_proxy_forwards_push_and_pull(
     sk: SkopeoRunner,
     tmp_path: Path,
 ) -> None:
-    spec = _spec(busybox_image)
+    spec = busybox_image.single
     dest = f"docker://{fault_proxy.ref('via/proxy')}"
     sk("copy", "--dest-tls-verify=false", f"oci-archive:{busybox_image.path}", dest)
     assert registry.tags("via/proxy") == ["latest"]
@@ -595,8 +590,8 @@ def test_proxy_redirects(
         f"oci:{tmp_path / 'layout'}:x",
     )
     assert set(blob_host.blob_get_counts()) == {
-        _spec(pushed).config.digest,
-        *_spec(pushed).layer_digests,
+        pushed.single.config.digest,
+        *pushed.single.layer_digests,
     }
     fault_proxy.clear_faults()
 

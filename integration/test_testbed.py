@@ -163,8 +163,7 @@ def test_busybox_import_and_list(
     assert containerd.ctr("images", "ls", "-q", namespace=namespace).stdout.split() == [
         BUSYBOX_NAME
     ]
-    spec = busybox_image.image
-    assert isinstance(spec, images.ImageSpec)
+    spec = busybox_image.single
     (row,) = containerd.lines("images", "ls", namespace=namespace)[1:]
     assert spec.manifest.digest in row and "application/vnd.oci.image.manifest.v1+json" in row
     content = containerd.ctr("content", "ls", namespace=namespace).stdout
@@ -278,8 +277,7 @@ def test_multi_platform_index(
     containerd: Containerd, namespace: str, image_factory: ImageFactory
 ) -> None:
     arc = image_factory("example.test/multi:1", multi_platform=True, media="docker")
-    idx = arc.image
-    assert isinstance(idx, images.IndexSpec)
+    idx = arc.index
     assert [str(p) for p in idx.platforms] == [
         str(images.HOST_PLATFORM),
         str(images.other_platform()),
@@ -364,8 +362,7 @@ def test_mutual_tls_registry(cert_authority: CertAuthority) -> None:
 def test_skopeo_copy_into_registry(
     registry: Registry, busybox_image: Archive, image_factory: ImageFactory
 ) -> None:
-    spec = busybox_image.image
-    assert isinstance(spec, images.ImageSpec)
+    spec = busybox_image.single
     dest = f"docker://{registry.ref('library/busybox', 'latest')}"
     skopeo("copy", "--dest-tls-verify=false", f"oci-archive:{busybox_image.path}", dest)
     raw = skopeo("inspect", "--raw", "--tls-verify=false", dest).stdout
@@ -376,8 +373,7 @@ def test_skopeo_copy_into_registry(
 
     # a multi-platform index, all platforms
     multi = image_factory("example.test/multi:2", multi_platform=True, variant_content="sk")
-    idx = multi.image
-    assert isinstance(idx, images.IndexSpec)
+    idx = multi.index
     dest2 = f"docker://{registry.ref('multi', '2')}"
     skopeo("copy", "--all", "--dest-tls-verify=false", f"oci-archive:{multi.path}", dest2)
     raw2 = skopeo("inspect", "--raw", "--tls-verify=false", dest2).stdout
