@@ -12,6 +12,7 @@ Fixtures (all fail loudly, nothing is skipped):
 * ``cert_authority`` (session) -> testbed.CertAuthority writing into a session tmp dir
 * ``busybox_image`` (session) -> images.Archive (``.path``, ``.name``, ``.image`` spec) of the
   runnable busybox image named ``docker.io/library/busybox:latest``, OCI media types
+* ``tiny`` (session) -> images.Archive: a small image for the host, not runnable
 * ``image_factory`` (session) -> ImageFactory: ``image_factory(name, variant_content=..., ...)``
   writes more archives (distinct digests, docker media types, multi-platform)
 * ``pyctl`` (function)      -> PyctlRunner: ``pyctl("images", namespace=namespace)`` runs
@@ -20,6 +21,7 @@ Fixtures (all fail loudly, nothing is skipped):
 * ``docker_engine`` (session) -> dockerd.DockerEngine: a private dockerd (Debian's docker.io)
   with its own containerd, started once; ``docker_engine.docker("load", "-i", TAR)`` runs the
   docker CLI against it, ``reset()`` removes every container and image
+* ``sk`` (function)         -> registry_helpers.Skopeo with a private HOME under tmp_path
 * ``isolated`` (function)   -> the ``pyctl`` runner with an empty DOCKER_CONFIG directory
 * ``readable_pyctl`` (session) -> unprivileged.ReadablePyctl: a copy of pyctl that ``nobody``
   can run (``.run(*args, env=...)`` runs it as that user)
@@ -35,6 +37,7 @@ Registry variants (function scope; all :class:`SecureRegistry`, a ``testbed.Regi
   every repo, ``bob``/``builder`` pull only, anonymous gets a token with no access
 * ``mtls_registry``  -> HTTPS requiring a client cert from ``cert_authority``;
   ``.client_cert`` is the CertPair (``cert``/``key``/``ca``) clients must present
+* ``seeded``         -> the ``registry`` fixture holding ``tiny`` as ``team/app:1``
 * ``fault_proxy``    -> faultproxy.FaultProxy in front of the ``registry`` fixture
 * ``blob_host``      -> a second FaultProxy in front of the same registry (a redirect target
   that records whether Authorization arrived); ``blob_host.url_for("localhost")`` gives it a
@@ -59,6 +62,7 @@ from integration import images
 from integration.dockerd import DockerEngine
 from integration.faultproxy import FaultProxy
 from integration.images import Archive
+from integration.registry_helpers import Skopeo, non_loopback_address, seed
 from integration.testbed import (
     CertAuthority,
     CertPair,
@@ -210,6 +214,17 @@ def busybox_image(image_factory: ImageFactory) -> Archive:
     return image_factory(BUSYBOX_NAME)
 
 
+@pytest.fixture(scope="session")
+def tiny(image_factory: ImageFactory) -> Archive:
+    """A small single-platform image for the host (not runnable: fast to push and unpack)."""
+    return image_factory("example.test/tiny:1", runnable=False, variant_content="tiny")
+
+
+@pytest.fixture
+def sk(tmp_path: Path) -> Skopeo:
+    return Skopeo(tmp_path)
+
+
 @dataclass
 class PyctlRunner:
     """Runs the pyctl CLI against the test containerd.
@@ -334,6 +349,12 @@ class SecureRegistry(Registry):
         u = user or next(iter(self.users))
         return f"{u}:{self.users[u]}"
 
+    def seed(self, archive: Archive, repo: str, *tags: str, user: str | None = None) -> None:
+        """Push ``archive`` as ``repo:TAG`` for each tag with skopeo, verifying this registry
+        with its CA, as ``user`` (the first by default; anonymous without auth)."""
+        creds = self.creds(user) if self.users else None
+        seed(self, repo, archive, *tags, creds=creds, cert_dir=self.cert_dir)
+
 
 def _server_cert(ca: CertAuthority, kind: str) -> CertPair:
     return ca.issue_server_cert(f"{kind}-{uuid.uuid4().hex[:8]}")
@@ -380,6 +401,13 @@ def mtls_registry(cert_authority: CertAuthority) -> Iterator[SecureRegistry]:
 
 
 @pytest.fixture
+def seeded(registry: Registry, tiny: Archive) -> Registry:
+    """The plain ``registry`` with ``tiny`` as ``team/app:1``."""
+    seed(registry, "team/app", tiny, "1")
+    return registry
+
+
+@pytest.fixture
 def fault_proxy(registry: Registry) -> Iterator[FaultProxy]:
     with FaultProxy(registry) as proxy:
         yield proxy
@@ -412,8 +440,6 @@ class PullBed:
     tmp: Path
 
     def seed(self, repo: str, *, big: int = 0) -> tuple[images.ImageSpec, str]:
-        from integration.registry_helpers import Skopeo
-
         files = {"big.bin": os.urandom(big)} if big else None
         arc = self.image_factory(f"example.test/{repo}:1", variant_content=repo, files=files)
         Skopeo(self.tmp).seed(arc.path, self.registry.ref(f"team/{repo}", "1"))
@@ -477,8 +503,6 @@ def readable_pyctl() -> Iterator[ReadablePyctl]:
 def non_loopback_ip() -> str:
     """An address of this machine outside 127.0.0.0/8 (registries there are not loopback
     registries: TLS is verified, plain HTTP needs permission)."""
-    from integration.registry_helpers import non_loopback_address
-
     return non_loopback_address()
 
 

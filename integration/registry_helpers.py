@@ -10,13 +10,16 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from integration.faultproxy import FaultProxy
 from integration.helpers import ERROR_PREFIX, assert_ok, ctr_image_digests
-from integration.testbed import Containerd, skopeo
+from integration.images import Archive
+from integration.testbed import Containerd, Registry, skopeo
 
 SOURCE_LABEL = "containerd.io/distribution.source.127.0.0.1"
 SNAPSHOT_LABEL_PREFIX = "containerd.io/gc.ref.snapshot."
@@ -24,9 +27,11 @@ UNCOMPRESSED = "containerd.io/uncompressed"
 
 
 class Skopeo:
-    """skopeo with a private HOME and auth file, so host credentials never leak in."""
+    """skopeo with a private HOME and auth file, so host credentials never leak in; each
+    command may take ``timeout`` seconds."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *, timeout: float = 120.0) -> None:
+        self.timeout = timeout
         self.env = dict(os.environ)
         home, run = tmp / "sk-home", tmp / "sk-run"
         home.mkdir(parents=True, exist_ok=True)
@@ -36,7 +41,7 @@ class Skopeo:
         )
 
     def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return skopeo(*args, check=check, env=self.env, timeout=120)
+        return skopeo(*args, check=check, env=self.env, timeout=self.timeout)
 
     def seed(
         self,
@@ -69,6 +74,22 @@ class Skopeo:
         else:
             args.append("--tls-verify=false")
         return self(*args, f"docker://{ref}").stdout.encode()
+
+
+def seed(
+    reg: Registry | FaultProxy,
+    repo: str,
+    archive: Archive,
+    *tags: str,
+    creds: str | None = None,
+    cert_dir: Path | None = None,
+) -> None:
+    """Push ``archive`` into ``reg`` as ``repo:TAG`` for each tag (``latest`` without tags) with
+    skopeo under a throw-away HOME; ``cert_dir`` verifies the registry, else TLS is not."""
+    with tempfile.TemporaryDirectory(prefix="pyctl-seed-") as home:
+        sk = Skopeo(Path(home))
+        for tag in tags or ("latest",):
+            sk.seed(archive.path, f"{reg.host}/{repo}:{tag}", creds=creds, cert_dir=cert_dir)
 
 
 def sha256(data: bytes) -> str:

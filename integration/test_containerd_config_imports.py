@@ -27,10 +27,10 @@ from typing import Any
 import grpc
 import pytest
 
-from integration.conftest import ImageFactory, PyctlRunner, SecureRegistry
+from integration.conftest import PyctlRunner, SecureRegistry
 from integration.helpers import assert_error, assert_ok, ctr_image_digests
 from integration.images import Archive
-from integration.registry_helpers import Skopeo, assert_pulled, hosts_json
+from integration.registry_helpers import assert_pulled, hosts_json
 from integration.testbed import Containerd, ContainerdBinaries
 from pyctl.errors import ConfigError
 from pyctl.registry.hosts.containerd_config import Rules, load_containerd_config
@@ -41,11 +41,6 @@ CRI3 = 'plugins."io.containerd.cri.v1.images"'
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny(image_factory: ImageFactory) -> Archive:
-    return image_factory("example.test/tiny:imports", runnable=False, variant_content="imports")
 
 
 def write_files(root: Path, files: dict[str, str]) -> Path:
@@ -75,13 +70,6 @@ def certs_for(root: Path, reg: SecureRegistry) -> Path:
     return root
 
 
-def seed(tmp_path: Path, reg: SecureRegistry, archive: Archive, *tags: str) -> None:
-    sk = Skopeo(tmp_path / "skopeo")
-    creds = reg.creds() if reg.users else None
-    for tag in tags:
-        sk.seed(archive.path, f"{reg.host}/team/app:{tag}", creds=creds, cert_dir=reg.cert_dir)
-
-
 # --- pyctl on a node with drop-ins ----------------------------------------------------------------
 
 
@@ -94,7 +82,7 @@ def test_config_path_in_a_drop_in_is_followed_by_pull_and_named_by_hosts(
     tmp_path: Path,
 ) -> None:
     """The issue's node: ``imports = ["conf.d/*.toml"]``, ``config_path`` in a drop-in."""
-    seed(tmp_path, tls_registry, tiny, "1")
+    tls_registry.seed(tiny, "team/app", "1")
     certs = certs_for(tmp_path / "certs.d", tls_registry)
     cri_table = f'[{CRI2}]\n  sandbox_image = "registry.k8s.io/pause:3.9"\n'
     etc = tmp_path / "etc-containerd"
@@ -157,7 +145,7 @@ def test_nested_imports_config_path_and_cri_credentials_from_different_files(
 ) -> None:
     """Version 3 files (containerd 2.x: one plugin table merged key by key over files): the
     hosts directory comes from an import of an import, the credentials from another drop-in."""
-    seed(tmp_path, basic_registry, tiny, "1")
+    basic_registry.seed(tiny, "team/app", "1")
     certs = certs_for(tmp_path / "certs.d", basic_registry)
     etc = tmp_path / "etc"
     main = write_files(
@@ -523,7 +511,7 @@ def test_containerd_cri_and_pyctl_use_the_config_path_of_a_drop_in(
     tmp_path: Path,
 ) -> None:
     cd = importing_containerd
-    seed(tmp_path, tls_registry, tiny, "1", "2")
+    tls_registry.seed(tiny, "team/app", "1", "2")
     # containerd's CRI pulls harbor.local (a name DNS does not know) through the drop-in's
     # config_path: it followed the import
     ref = f"{HARBOR}/team/app:1"

@@ -25,7 +25,7 @@ import grpc
 import pytest
 from cryptography import x509
 
-from integration.conftest import ImageFactory, PyctlRunner, SecureRegistry
+from integration.conftest import PyctlRunner, SecureRegistry
 from integration.helpers import assert_ok
 from integration.images import Archive
 from integration.registry_helpers import Skopeo
@@ -34,7 +34,6 @@ from integration.test_containerd_config_imports import (  # noqa: F401 - binarie
     binaries,
     cri_pull,
     dump,
-    seed,
 )
 from integration.testbed import CertAuthority, Containerd, Registry, TestbedError
 
@@ -80,11 +79,6 @@ def line_of(path: Path, text: str) -> int:
         if line.strip().startswith(text):
             return n
     raise AssertionError(f"no line starting with {text!r} in {path}")
-
-
-@pytest.fixture(scope="module")
-def tiny(image_factory: ImageFactory) -> Archive:
-    return image_factory("example.test/tiny:check", runnable=False, variant_content="check")
 
 
 # --- containerd's config -------------------------------------------------------------------------
@@ -392,7 +386,7 @@ def test_hosts_toml_findings_and_their_fixes(
     tmp_path: Path,
 ) -> None:
     c = CASES[case]
-    seed(tmp_path, tls_registry, tiny, "1")
+    tls_registry.seed(tiny, "team/app", "1")
     d = tmp_path / "certs.d"
     c.write(d, tls_registry)
     fix_fixes_it(
@@ -440,7 +434,7 @@ def test_no_host_table(
     tmp_path: Path,
 ) -> None:
     """containerd 1.6 and 1.7 before 1.7.32 reject a hosts.toml without [host]: a warning."""
-    seed(tmp_path, tls_registry, tiny, "1")
+    tls_registry.seed(tiny, "team/app", "1")
     d = tmp_path / "certs.d"
     assert tls_registry.tls is not None
     path = write(
@@ -517,7 +511,7 @@ def test_client_certificates(
     tmp_path: Path,
 ) -> None:
     reg = mtls_registry
-    seed(tmp_path, reg, tiny, "1")
+    reg.seed(tiny, "team/app", "1")
     good = reg.client_cert
     assert good is not None
     ctr: str | tuple[str, ...]
@@ -567,7 +561,7 @@ def test_a_healthy_setup(
 ) -> None:
     """config_path in containerd's config, a hosts.toml with a [host] table and its CA: all ok,
     exit 0, the JSON document in its documented shape — and the pull works."""
-    seed(tmp_path, tls_registry, tiny, "1")
+    tls_registry.seed(tiny, "team/app", "1")
     d = tmp_path / "certs.d"
     hosts = write(hosts_file(d), good_toml(tls_registry))
     main = write(

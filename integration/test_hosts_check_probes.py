@@ -101,25 +101,6 @@ def auth_entry(user: str, password: str) -> dict[str, str]:
     return {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-@pytest.fixture(scope="module")
-def tiny(image_factory: ImageFactory) -> Archive:
-    return image_factory("example.test/tiny:probe", runnable=False, variant_content="probe")
-
-
-@pytest.fixture
-def seeded(registry: Registry, tiny: Archive, tmp_path: Path) -> Registry:
-    """The plain registry with ``team/app:1`` (an image for this machine)."""
-    Skopeo(tmp_path).seed(tiny.path, registry.ref("team/app", "1"))
-    return registry
-
-
-def seed_secure(reg: SecureRegistry, archive: Archive, tmp_path: Path, user: str = "") -> None:
-    creds = reg.creds(user or None) if reg.users else None
-    Skopeo(tmp_path / "skopeo").seed(
-        archive.path, reg.ref("team/app", "1"), creds=creds, cert_dir=reg.cert_dir
-    )
-
-
 # --- TLS ---------------------------------------------------------------------------------------
 
 
@@ -279,7 +260,7 @@ def test_mutual_tls(
     tmp_path: Path,
 ) -> None:
     reg = mtls_registry
-    seed_secure(reg, tiny, tmp_path)
+    reg.seed(tiny, "team/app", "1")
     good = reg.client_cert
     assert good is not None
     foreign_key = cert_authority.issue_client_cert("another-client").key
@@ -345,7 +326,7 @@ def test_credentials(
 ) -> None:
     reg: SecureRegistry = request.getfixturevalue(f"{kind}_registry")
     user = "testuser" if kind == "basic" else "bob"  # bob may pull, not push
-    seed_secure(reg, tiny, tmp_path, "testuser" if kind == "basic" else "alice")
+    reg.seed(tiny, "team/app", "1", user="testuser" if kind == "basic" else "alice")
     ref, host = reg.ref("team/app", "1"), reg.host
     docker = tmp_path / "docker"
     env = {"DOCKER_CONFIG": str(docker)}
@@ -416,7 +397,7 @@ def test_credentials_from_a_helper_and_from_the_cri_config(
     helper: Helper,  # noqa: F811 - the fixture imported above
 ) -> None:
     reg = basic_registry
-    seed_secure(reg, tiny, tmp_path)
+    reg.seed(tiny, "team/app", "1")
     ref, host = reg.ref("team/app", "1"), reg.host
     docker = tmp_path / "docker"
     helper.store.write_text(json.dumps({host: {"Username": "testuser", "Secret": "testpassword"}}))
@@ -588,7 +569,7 @@ def healthy(
     """The token registry with bob's credentials in config.json and a hosts.toml that gives both
     its endpoints (the [host] entry and the server) the CA: (registry, certs.d, config dir)."""
     reg = token_registry
-    seed_secure(reg, tiny, tmp_path, "alice")
+    reg.seed(tiny, "team/app", "1", user="alice")
     certs = tmp_path / "certs.d"
     ca = cert_authority.cert_path
     write(

@@ -13,16 +13,16 @@ import re
 import stat
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from integration.conftest import ImageFactory, PyctlRunner, SecureRegistry
+from integration.conftest import PyctlRunner, SecureRegistry
 from integration.helpers import assert_error, assert_ok, ctr_image_digests
 from integration.images import Archive
+from integration.registry_helpers import seed
 from integration.testbed import Containerd, HtpasswdAuth, Registry, skopeo
 
 LOGIN_OK = "Login Succeeded\n"
@@ -30,21 +30,6 @@ JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")  # a JWT's header
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny(image_factory: ImageFactory) -> Archive:
-    return image_factory("example.test/tiny:1", runnable=False, variant_content="login")
-
-
-def seed(reg: Registry, repo: str, archive: Archive, tag: str, creds: str | None) -> None:
-    with tempfile.TemporaryDirectory(prefix="pyctl-seed-") as home:
-        env = dict(os.environ)
-        env.update(REGISTRY_AUTH_FILE=os.path.join(home, "auth.json"), HOME=home)
-        args = ["copy", "--dest-tls-verify=false"]
-        if creds:
-            args += ["--dest-creds", creds]
-        skopeo(*args, f"oci-archive:{archive.path}", f"docker://{reg.host}/{repo}:{tag}", env=env)
 
 
 @dataclass
@@ -127,7 +112,7 @@ def test_login_basic_stores_auth_and_pull_push_use_it(
     tiny: Archive,
     tmp_path: Path,
 ) -> None:
-    seed(basic_registry, "team/app", tiny, "1", basic_registry.creds())
+    seed(basic_registry, "team/app", tiny, "1", creds=basic_registry.creds())
     c = make_client(pyctl, tmp_path, basic_registry.certs_d)
     host = basic_registry.host
     ref = basic_registry.ref("team/app", "1")
@@ -178,7 +163,7 @@ def test_login_through_hosts_toml_name(
     """``pyctl login harbor.local`` where hosts.toml maps the name to the registry (with its
     CA): the credentials are stored for ``harbor.local`` and a pull of ``harbor.local/…``
     uses them."""
-    seed(basic_registry, "team/app", tiny, "1", basic_registry.creds())
+    seed(basic_registry, "team/app", tiny, "1", creds=basic_registry.creds())
     certs = tmp_path / "certs.d"
     (certs / "harbor.local").mkdir(parents=True)
     assert basic_registry.ca_path is not None
@@ -305,7 +290,7 @@ def test_login_plain_http_loopback_registry(
     auth = HtpasswdAuth(users={"testuser": "testpassword"})
     (tmp_path / "empty").mkdir()
     with Registry(auth=auth) as reg:
-        seed(reg, "team/app", tiny, "1", "testuser:testpassword")
+        seed(reg, "team/app", tiny, "1", creds="testuser:testpassword")
         c = make_client(pyctl, tmp_path, tmp_path / "empty")
         assert_error(c.login(reg.host, "testuser", "bad"), "incorrect username or password")
         assert_login_ok(c.login(reg.host, "testuser", "testpassword"))
@@ -324,7 +309,7 @@ def test_token_login_push_pull_and_permissions(
     tiny: Archive,
     tmp_path: Path,
 ) -> None:
-    seed(token_registry, "team/app", tiny, "1", token_registry.creds("alice"))
+    seed(token_registry, "team/app", tiny, "1", creds=token_registry.creds("alice"))
     ts = token_registry.token_server
     c = make_client(pyctl, tmp_path, token_registry.certs_d)
     host = token_registry.host
@@ -396,7 +381,7 @@ def test_debug_output_has_no_secrets(
     tiny: Archive,
     tmp_path: Path,
 ) -> None:
-    seed(basic_registry, "team/app", tiny, "1", basic_registry.creds())
+    seed(basic_registry, "team/app", tiny, "1", creds=basic_registry.creds())
     c = make_client(pyctl, tmp_path, basic_registry.certs_d)
     for password in ("testpassword", "wrong-pass"):
         proc = c.login(basic_registry.host, "testuser", password, "--debug")
@@ -502,7 +487,7 @@ def test_creds_store_helper(
     tmp_path: Path,
     helper: Helper,
 ) -> None:
-    seed(basic_registry, "team/app", tiny, "1", basic_registry.creds())
+    seed(basic_registry, "team/app", tiny, "1", creds=basic_registry.creds())
     c = make_client(pyctl, tmp_path, basic_registry.certs_d)
     host = basic_registry.host
     c.config.write_text(json.dumps({"credsStore": "pyctltest"}))
@@ -560,7 +545,7 @@ def test_cred_helpers_override_creds_store(
     tmp_path: Path,
     helper: Helper,
 ) -> None:
-    seed(basic_registry, "team/app", tiny, "1", basic_registry.creds())
+    seed(basic_registry, "team/app", tiny, "1", creds=basic_registry.creds())
     c = make_client(pyctl, tmp_path, basic_registry.certs_d)
     host = basic_registry.host
     c.config.write_text(
@@ -593,7 +578,7 @@ def test_host_entry_for_the_server_is_the_registry(
     and push give it the registry's credentials, as the entry *is* the registry's host."""
     reg: SecureRegistry = request.getfixturevalue(f"{kind}_registry")
     user = "testuser" if kind == "basic" else "alice"
-    seed(reg, "team/app", tiny, "1", reg.creds(user))
+    seed(reg, "team/app", tiny, "1", creds=reg.creds(user))
     host = reg.host
     entry = tmp_path / "certs.d" / host
     entry.mkdir(parents=True)

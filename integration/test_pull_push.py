@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
-
-import pytest
 
 from integration import images
 from integration.conftest import ImageFactory, PyctlRunner
@@ -38,11 +35,6 @@ OTHER = str(images.other_platform())
 PUSH_LINE = re.compile(
     r"^(?P<ref>\S+): digest: (?P<digest>sha256:[0-9a-f]{64}) size: (?P<size>\d+)$"
 )
-
-
-@pytest.fixture
-def sk(tmp_path: Path) -> Skopeo:
-    return Skopeo(tmp_path)
 
 
 def _image_rows(pyctl: PyctlRunner, ns: str) -> list[tuple[str, str, str]]:

@@ -37,11 +37,6 @@ from integration.registry_helpers import (
 from integration.testbed import CertAuthority, Containerd, Registry
 
 
-@pytest.fixture
-def sk(tmp_path: Path) -> Skopeo:
-    return Skopeo(tmp_path)
-
-
 def _active_ingests(containerd: Containerd, namespace: str) -> list[str]:
     lines = containerd.ctr("content", "active", namespace=namespace).stdout.splitlines()[1:]
     return [ln.split()[0] for ln in lines if ln.strip()]
@@ -137,8 +132,9 @@ def test_token_registry_credentials_from_docker_config(
 
 
 @pytest.fixture
-def seeded(registry: Registry, image_factory: ImageFactory, sk: Skopeo) -> Archive:
-    """A two-layer image in the plain registry as ``team/app:1``."""
+def pushed_app(registry: Registry, image_factory: ImageFactory, sk: Skopeo) -> Archive:
+    """A two-layer image in the plain registry as ``team/app:1`` (conftest's ``seeded`` holds
+    ``tiny``, a one-layer image)."""
     arc = image_factory("example.test/faults:1", variant_content="faults")
     sk.seed(arc.path, registry.ref("team/app", "1"))
     return arc
@@ -149,9 +145,9 @@ def test_corrupted_layer_fails_cleanly_and_does_not_poison_a_retry(
     namespace: str,
     pyctl: PyctlRunner,
     fault_proxy: FaultProxy,
-    seeded: Archive,
+    pushed_app: Archive,
 ) -> None:
-    img = seeded.single
+    img = pushed_app.single
     layer = img.biggest_layer.digest
     name = fault_proxy.ref("team/app", "1")
     fault_proxy.corrupt(1000, method="GET", path=f"/blobs/{layer}$")
@@ -179,12 +175,12 @@ def test_stale_bad_partial_ingest_is_restarted_from_scratch(
     namespace: str,
     pyctl: PyctlRunner,
     fault_proxy: FaultProxy,
-    seeded: Archive,
+    pushed_app: Archive,
 ) -> None:
     """An earlier attempt left a partial ingest with a bad byte in it (containerd keeps
     partial ingests so that downloads resume). The pull resumes it, containerd refuses the
     digest at commit, and pyctl starts that blob over instead of failing for good."""
-    img = seeded.single
+    img = pushed_app.single
     layer = img.biggest_layer
     bad = bytearray(layer.data[:300_000])
     bad[1000] ^= 0xFF
@@ -225,10 +221,10 @@ def test_dropped_connection_mid_blob_is_resumed_with_range(
     namespace: str,
     pyctl: PyctlRunner,
     fault_proxy: FaultProxy,
-    seeded: Archive,
+    pushed_app: Archive,
     cut: str,
 ) -> None:
-    img = seeded.single
+    img = pushed_app.single
     layer = img.biggest_layer.digest
     name = fault_proxy.ref("team/app", "1")
     getattr(fault_proxy, cut)(300_000, method="GET", path=f"/blobs/{layer}$")
@@ -254,9 +250,9 @@ def test_dropped_connection_while_reading_a_manifest_is_retried(
     namespace: str,
     pyctl: PyctlRunner,
     fault_proxy: FaultProxy,
-    seeded: Archive,
+    pushed_app: Archive,
 ) -> None:
-    img = seeded.single
+    img = pushed_app.single
     name = fault_proxy.ref("team/app", "1")
     fault_proxy.reset(100, method="GET", path=f"/manifests/{img.manifest_digest}$")
     fault_proxy.truncate(100, method="GET", path=f"/blobs/{img.config_digest}$")
@@ -272,9 +268,9 @@ def test_503_then_429_with_retry_after_are_retried(
     namespace: str,
     pyctl: PyctlRunner,
     fault_proxy: FaultProxy,
-    seeded: Archive,
+    pushed_app: Archive,
 ) -> None:
-    img = seeded.single
+    img = pushed_app.single
     layer = img.biggest_layer.digest
     name = fault_proxy.ref("team/app", "1")
     fault_proxy.status(503, method="GET", path=f"/blobs/{layer}$")
@@ -294,7 +290,7 @@ def test_404_tag_is_one_line_not_found(
     namespace: str,
     pyctl: PyctlRunner,
     fault_proxy: FaultProxy,
-    seeded: Archive,
+    pushed_app: Archive,
 ) -> None:
     # what is missing, and where: a repository the registry lacks, a tag it lacks (with the
     # tags it has), and bare 404s without a body (injected) that say neither

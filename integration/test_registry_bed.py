@@ -8,9 +8,7 @@ import json
 import os
 import re
 import socket
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,8 @@ import requests
 from integration.conftest import SecureRegistry
 from integration.faultproxy import FaultProxy
 from integration.images import Archive
-from integration.testbed import CertAuthority, Registry, TokenAuth, skopeo
+from integration.registry_helpers import Skopeo
+from integration.testbed import CertAuthority, Registry, TokenAuth
 from integration.tokenserver import decode_jwt, libtrust_key_id, parse_scope
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -29,25 +28,9 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 @pytest.fixture
-def sk(tmp_path: Path) -> Iterator[SkopeoRunner]:
-    yield SkopeoRunner(tmp_path)
-
-
-class SkopeoRunner:
-    """skopeo with a private HOME/auth file, so host credentials never leak in."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.env = dict(os.environ)
-        self.env.update(
-            HOME=str(tmp / "sk-home"),
-            XDG_RUNTIME_DIR=str(tmp / "sk-run"),
-            REGISTRY_AUTH_FILE=str(tmp / "sk-auth.json"),
-        )
-        (tmp / "sk-home").mkdir(exist_ok=True)
-        (tmp / "sk-run").mkdir(exist_ok=True)
-
-    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return skopeo(*args, check=check, env=self.env, timeout=60)
+def sk(tmp_path: Path) -> Skopeo:
+    """conftest's ``sk`` with a minute per command (the bed's own checks are small)."""
+    return Skopeo(tmp_path, timeout=60)
 
 
 def _biggest_layer(archive: Archive) -> tuple[str, int]:
@@ -56,7 +39,7 @@ def _biggest_layer(archive: Archive) -> tuple[str, int]:
 
 
 @pytest.fixture
-def pushed(registry: Registry, busybox_image: Archive, sk: SkopeoRunner) -> Archive:
+def pushed(registry: Registry, busybox_image: Archive, sk: Skopeo) -> Archive:
     """busybox pushed straight into the plain ``registry`` as ``library/busybox:latest``."""
     sk(
         "copy",
@@ -141,7 +124,7 @@ def test_token_challenge_points_at_token_server(token_registry: SecureRegistry) 
 
 
 def test_skopeo_push_pull_with_token_auth(
-    token_registry: SecureRegistry, busybox_image: Archive, sk: SkopeoRunner
+    token_registry: SecureRegistry, busybox_image: Archive, sk: Skopeo
 ) -> None:
     ts = token_registry.token_server
     cert_dir = str(token_registry.cert_dir)
@@ -326,7 +309,7 @@ def test_token_verification_rules(tmp_path: Path) -> None:
 
 
 def test_basic_registry_with_skopeo(
-    basic_registry: SecureRegistry, busybox_image: Archive, sk: SkopeoRunner
+    basic_registry: SecureRegistry, busybox_image: Archive, sk: Skopeo
 ) -> None:
     cert_dir = str(basic_registry.cert_dir)
     dest = f"docker://{basic_registry.ref('basic/bb')}"
@@ -350,9 +333,7 @@ def test_basic_registry_with_skopeo(
     assert basic_registry.tags("basic/bb") == ["latest"]
 
 
-def test_tls_registry(
-    tls_registry: SecureRegistry, busybox_image: Archive, sk: SkopeoRunner
-) -> None:
+def test_tls_registry(tls_registry: SecureRegistry, busybox_image: Archive, sk: Skopeo) -> None:
     ca_path = tls_registry.ca_path
     assert ca_path is not None
     assert (tls_registry.cert_dir / "ca.crt").read_bytes() == ca_path.read_bytes()
@@ -379,7 +360,7 @@ def test_mtls_registry(
     mtls_registry: SecureRegistry,
     cert_authority: CertAuthority,
     busybox_image: Archive,
-    sk: SkopeoRunner,
+    sk: Skopeo,
     tmp_path: Path,
 ) -> None:
     client = mtls_registry.client_cert
@@ -420,7 +401,7 @@ def test_proxy_forwards_push_and_pull(
     fault_proxy: FaultProxy,
     registry: Registry,
     busybox_image: Archive,
-    sk: SkopeoRunner,
+    sk: Skopeo,
     tmp_path: Path,
 ) -> None:
     spec = busybox_image.single
@@ -556,7 +537,7 @@ def test_proxy_redirects(
     fault_proxy: FaultProxy,
     blob_host: FaultProxy,
     pushed: Archive,
-    sk: SkopeoRunner,
+    sk: Skopeo,
     tmp_path: Path,
 ) -> None:
     digest, size = _biggest_layer(pushed)
@@ -605,7 +586,7 @@ def test_proxy_in_front_of_token_registry_redirect_drops_auth(
     token_registry: SecureRegistry,
     blob_host: FaultProxy,
     pushed: Archive,
-    sk: SkopeoRunner,
+    sk: Skopeo,
     tmp_path: Path,
 ) -> None:
     """A Go client (skopeo) pulling through a proxy in front of the HTTPS token registry;

@@ -10,54 +10,25 @@ and what containerd has afterwards (``ctr images ls``)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import tempfile
 import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from integration.conftest import ImageFactory, PyctlRunner, SecureRegistry
+from integration.conftest import PyctlRunner, SecureRegistry
 from integration.faultproxy import FaultProxy, _ProxyHandler
 from integration.helpers import assert_error, assert_ok, ctr_image_digests, run_all, run_many
 from integration.images import Archive
-from integration.registry_helpers import assert_not_pulled, assert_pulled, hosts_json
-from integration.testbed import CertAuthority, Containerd, Registry, free_port, skopeo
+from integration.registry_helpers import assert_not_pulled, assert_pulled, hosts_json, seed
+from integration.testbed import CertAuthority, Containerd, Registry, free_port
 
 HARBOR = "harbor.local"
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny(image_factory: ImageFactory) -> Archive:
-    """A small single-platform image for the host (not runnable: fast to push and unpack)."""
-    return image_factory("example.test/tiny:1", runnable=False, variant_content="config")
-
-
-def seed(
-    reg: Registry | FaultProxy,
-    repo: str,
-    archive: Archive,
-    *tags: str,
-    creds: str | None = None,
-    cert_dir: Path | None = None,
-) -> None:
-    """Push ``archive`` into ``reg`` as ``repo:TAG`` for each tag, with skopeo."""
-    with tempfile.TemporaryDirectory(prefix="pyctl-seed-") as home:
-        env = dict(os.environ)
-        env.update(REGISTRY_AUTH_FILE=os.path.join(home, "auth.json"), HOME=home)
-        args = ["copy"]
-        args += ["--dest-cert-dir", str(cert_dir)] if cert_dir else ["--dest-tls-verify=false"]
-        if creds:
-            args += ["--dest-creds", creds]
-        for tag in tags or ("latest",):
-            src = f"oci-archive:{archive.path}"
-            skopeo(*args, src, f"docker://{reg.host}/{repo}:{tag}", env=env)
 
 
 def hosts_toml(root: Path, host: str, text: str, **files: bytes) -> Path:
@@ -467,7 +438,7 @@ def test_docker_style_certs_dir(
     empty_cri: str,
 ) -> None:
     """``<certs.d>/127.0.0.1:PORT/{ca.crt,client.cert,client.key}`` without a hosts.toml."""
-    seed_mtls(mtls_registry, tiny)
+    mtls_registry.seed(tiny, "team/app", "1")
     seed(tls_registry, "team/app", tiny, "1")
     for reg in (tls_registry, mtls_registry):
         ref = reg.ref("team/app", "1")
@@ -492,10 +463,6 @@ def test_docker_style_certs_dir(
     assert ep["Source"] == str(d)
 
 
-def seed_mtls(reg: SecureRegistry, archive: Archive) -> None:
-    seed(reg, "team/app", archive, "1", cert_dir=reg.cert_dir)
-
-
 def test_mtls_without_client_certificate(
     containerd: Containerd,
     namespace: str,
@@ -505,7 +472,7 @@ def test_mtls_without_client_certificate(
     tmp_path: Path,
     empty_cri: str,
 ) -> None:
-    seed_mtls(mtls_registry, tiny)
+    mtls_registry.seed(tiny, "team/app", "1")
     certs = tmp_path / "certs.d"
     (certs / mtls_registry.host).mkdir(parents=True)
     shutil.copyfile(mtls_registry.cert_dir / "ca.crt", certs / mtls_registry.host / "ca.crt")

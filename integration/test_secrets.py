@@ -55,21 +55,9 @@ def _assert_no_secrets(proc: subprocess.CompletedProcess[str], *secrets: str) ->
     assert not JWT.search(out), f"a token in the output: {JWT.search(out)}"
 
 
-@pytest.fixture
-def sk(tmp_path: Path) -> Skopeo:
-    return Skopeo(tmp_path)
-
-
-def _seed(
-    sk: Skopeo, image_factory: ImageFactory, reg: SecureRegistry, repo: str, variant: str = "s"
-) -> None:
+def _seed(image_factory: ImageFactory, reg: SecureRegistry, repo: str, variant: str = "s") -> None:
     arc = image_factory("example.test/secret:1", runnable=False, variant_content=variant)
-    sk.seed(
-        arc.path,
-        reg.ref(repo, "1"),
-        creds=reg.creds() if reg.users else None,
-        cert_dir=reg.cert_dir,
-    )
+    reg.seed(arc, repo, "1")
 
 
 # --- --debug ---------------------------------------------------------------------------------
@@ -85,8 +73,8 @@ def test_debug_output_redacts_auth_fields_identity_and_access_tokens(
     sk: Skopeo,
     tmp_path: Path,
 ) -> None:
-    _seed(sk, image_factory, basic_registry, "team/app")
-    _seed(sk, image_factory, token_registry, "team/app")
+    _seed(image_factory, basic_registry, "team/app")
+    _seed(image_factory, token_registry, "team/app")
     refresh = token_registry.token_server.new_refresh_token("alice")
     auth = b64("testuser:testpassword")
     cfg = tmp_path / "docker"
@@ -164,7 +152,7 @@ def test_basic_credentials_stay_off_plain_http_unless_allowed(
     sk: Skopeo,
     tmp_path: Path,
 ) -> None:
-    _seed(sk, image_factory, basic_registry, "team/app")
+    _seed(image_factory, basic_registry, "team/app")
     loopback = FaultProxy(basic_registry).start()
     here = plain_proxy.bind_host
     tls = cert_authority.issue_server_cert(f"nl-{uuid.uuid4().hex[:8]}", hosts=(here,))
@@ -210,7 +198,7 @@ def test_basic_credentials_stay_off_plain_http_unless_allowed(
 
         # 5. an HTTPS registry (non-loopback, verified) redirecting blobs to http:// on its
         #    own host and port: pyctl does not follow with the password
-        _seed(sk, image_factory, basic_registry, "team/other", variant="redirected")
+        _seed(image_factory, basic_registry, "team/other", variant="redirected")
         hosts5 = tmp_path / "tls.d"
         write_cert_dir(hosts5 / https.host, ca=cert_authority.cert_path)
         https.redirect(f"http://{https.host}", method="GET", path=r"/blobs/sha256:", times=None)

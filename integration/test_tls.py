@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from integration.conftest import ImageFactory, PyctlRunner, SecureRegistry
+from integration.conftest import PyctlRunner, SecureRegistry
 from integration.faultproxy import FaultProxy
+from integration.images import Archive
 from integration.registry_helpers import (
-    Skopeo,
     assert_failure,
     assert_success,
     ctr_images,
@@ -37,13 +37,6 @@ from integration.testbed import (
 )
 
 HERE = "<this machine's non-loopback address>"  # placeholder in CERTS
-
-
-@pytest.fixture
-def seeded(registry: Registry, image_factory: ImageFactory, tmp_path: Path) -> Registry:
-    arc = image_factory("example.test/tls:1", runnable=False, variant_content="tls")
-    Skopeo(tmp_path).seed(arc.path, registry.ref("team/app", "1"))
-    return registry
 
 
 def _tls_proxy(upstream: Registry, cert: CertPair, address: str) -> FaultProxy:
@@ -167,14 +160,9 @@ def test_verification_is_on_by_default(
 
 
 @pytest.fixture
-def mtls(
-    mtls_registry: SecureRegistry, image_factory: ImageFactory, tmp_path: Path
-) -> Iterator[SecureRegistry]:
-    arc = image_factory("example.test/tls:1", runnable=False, variant_content="mtls")
-    Skopeo(tmp_path).seed(
-        arc.path, mtls_registry.ref("team/app", "1"), cert_dir=mtls_registry.cert_dir
-    )
-    yield mtls_registry
+def mtls(mtls_registry: SecureRegistry, tiny: Archive) -> SecureRegistry:
+    mtls_registry.seed(tiny, "team/app", "1")
+    return mtls_registry
 
 
 def test_mutual_tls_failures_are_named(
