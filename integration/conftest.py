@@ -59,14 +59,16 @@ from typing import Any, Literal, TypeVar
 import pytest
 
 from integration import images
+from integration.containerd_helpers import Binary
 from integration.dockerd import DockerEngine
 from integration.faultproxy import FaultProxy
 from integration.images import Archive
-from integration.registry_helpers import Skopeo, non_loopback_address, seed
+from integration.registry_helpers import Helper, Skopeo, non_loopback_address, seed
 from integration.testbed import (
     CertAuthority,
     CertPair,
     Containerd,
+    ContainerdBinaries,
     HtpasswdAuth,
     Registry,
     RegistryAuth,
@@ -163,6 +165,12 @@ def registry() -> Iterator[Registry]:
 @pytest.fixture(scope="session")
 def cert_authority(tmp_path_factory: pytest.TempPathFactory) -> CertAuthority:
     return CertAuthority(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture
+def other_ca(tmp_path_factory: pytest.TempPathFactory) -> CertAuthority:
+    """A CA nothing trusts (certificates from it must be refused)."""
+    return CertAuthority(tmp_path_factory.mktemp("other-ca"), common_name="some other CA")
 
 
 @dataclass
@@ -497,6 +505,26 @@ def readable_pyctl() -> Iterator[ReadablePyctl]:
         pytest.fail(f"cannot install pyctl for an unprivileged user:\n{e}", pytrace=False)
     yield installed
     installed.remove()
+
+
+@pytest.fixture
+def helper(tmp_path: Path) -> Helper:
+    return Helper.install(tmp_path / "helper")
+
+
+@pytest.fixture(scope="session")
+def binaries() -> Callable[[str], Binary]:
+    """``binaries("bed")``: the test bed's containerd (``PYCTL_TEST_CONTAINERD_BIN``, else
+    Debian's): CI runs this suite against each release in ../shared/containerd that way."""
+    found: dict[str, Binary] = {}
+
+    def get(name: str) -> Binary:
+        if name not in found:
+            bed = ContainerdBinaries.find()
+            found[name] = Binary(name, bed.containerd, bed.version)
+        return found[name]
+
+    return get
 
 
 @pytest.fixture(scope="session")

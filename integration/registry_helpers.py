@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -208,6 +209,75 @@ def leases(containerd: Containerd, namespace: str) -> list[str]:
 
 
 # --- client configuration ----------------------------------------------------------------------
+
+_HELPER = """\
+#!{python}
+import json, os, sys
+STORE = {store!r}
+LOG = {log!r}
+action = sys.argv[1] if len(sys.argv) > 1 else ""
+data = sys.stdin.read()
+with open(LOG, "a") as f:
+    f.write(json.dumps({{"argv": sys.argv[1:], "stdin": data}}) + "\\n")
+db = json.load(open(STORE)) if os.path.exists(STORE) else {{}}
+def save():
+    with open(STORE, "w") as f:
+        json.dump(db, f)
+if action == "store":
+    d = json.loads(data)
+    db[d["ServerURL"]] = {{"Username": d["Username"], "Secret": d["Secret"]}}
+    save()
+elif action == "get":
+    url = data.strip()
+    if url not in db:
+        print("credentials not found in native keychain")
+        sys.exit(1)
+    print(json.dumps(dict(ServerURL=url, **db[url])))
+elif action == "erase":
+    url = data.strip()
+    if url not in db:
+        print("credentials not found in native keychain")
+        sys.exit(1)
+    del db[url]
+    save()
+elif action == "list":
+    print(json.dumps({{k: v["Username"] for k, v in db.items()}}))
+else:
+    print("unknown action")
+    sys.exit(1)
+"""
+
+
+@dataclass
+class Helper:
+    """``docker-credential-pyctltest`` in ``bin``: a credential helper keeping its store in a
+    JSON file and logging every call (put :meth:`env` into pyctl's environment)."""
+
+    bin: Path
+    store: Path
+    log: Path
+
+    @classmethod
+    def install(cls, directory: Path) -> Helper:
+        (directory / "bin").mkdir(parents=True)
+        h = cls(directory / "bin", directory / "store.json", directory / "calls.log")
+        script = h.bin / "docker-credential-pyctltest"
+        script.write_text(_HELPER.format(python=sys.executable, store=str(h.store), log=str(h.log)))
+        script.chmod(0o755)
+        return h
+
+    def calls(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+    def env(self) -> dict[str, str]:
+        return {"PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', os.defpath)}"}
+
+    def db(self) -> dict[str, Any]:
+        data = json.loads(self.store.read_text())
+        assert isinstance(data, dict)
+        return data
 
 
 def docker_config(directory: Path, auths: Mapping[str, tuple[str, str]]) -> Path:

@@ -15,23 +15,20 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
 from integration.conftest import PyctlRunner, SecureRegistry
+from integration.containerd_helpers import Binary, cri_pull, dump
 from integration.helpers import assert_error, assert_ok, ctr_image_digests
 from integration.images import Archive
 from integration.registry_helpers import assert_pulled, hosts_json
-from integration.testbed import Containerd, ContainerdBinaries
+from integration.testbed import Containerd
 from pyctl.errors import ConfigError
 from pyctl.registry.hosts.containerd_config import Rules, load_containerd_config
 
@@ -227,64 +224,6 @@ def test_a_bad_import_is_one_error_line_and_nothing_is_pulled(
 # --- the same files, read by containerd itself ----------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Binary:
-    label: str
-    path: str
-    version: tuple[int, int, int]
-
-    @property
-    def rules(self) -> Rules:
-        return Rules.CONTAINERD_1 if self.version[0] == 1 else Rules.CONTAINERD_2
-
-    @property
-    def relative_globs_fixed(self) -> bool:
-        """containerd 1.6.29 / 1.7.16 / 2.0 glob relative imports against the importing file's
-        directory; older ones against their working directory (containerd PR #9834)."""
-        v = self.version
-        return v >= (1, 7, 16) or (1, 6, 29) <= v < (1, 7, 0)
-
-
-@pytest.fixture(scope="module")
-def binaries() -> Callable[[str], Binary]:
-    """``binaries("bed")``: the test bed's containerd (``PYCTL_TEST_CONTAINERD_BIN``, else
-    Debian's): CI runs this suite against each release in ../shared/containerd that way."""
-    found: dict[str, Binary] = {}
-
-    def get(name: str) -> Binary:
-        if name not in found:
-            path = ContainerdBinaries.find().containerd
-            out = subprocess.run(
-                [path, "--version"], capture_output=True, text=True, check=True, timeout=30
-            ).stdout
-            m = re.search(r" v?(\d+)\.(\d+)\.(\d+)", out)
-            assert m, out
-            found[name] = Binary(name, path, (int(m[1]), int(m[2]), int(m[3])))
-        return found[name]
-
-    return get
-
-
-def dump(binary: Binary, main: Path, cwd: Path) -> tuple[int, dict[str, Any], str]:
-    """``containerd --config MAIN config dump`` run in ``cwd``: (exit status, the CRI plugin's
-    registry section as containerd decoded it, stderr). Reads files, writes and binds nothing."""
-    proc = subprocess.run(
-        [binary.path, "--config", str(main), "config", "dump"],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=60,
-        env={**os.environ, "CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS": "1"},
-    )
-    if proc.returncode != 0:
-        return proc.returncode, {}, proc.stderr
-    plugins = tomllib.loads(proc.stdout)["plugins"]
-    plugin = (
-        "io.containerd.grpc.v1.cri" if binary.version[0] == 1 else "io.containerd.cri.v1.images"
-    )
-    return 0, plugins[plugin]["registry"], proc.stderr
-
-
 def refused_start(binary: Binary, main: Path, cwd: Path) -> str:
     """Start ``containerd --config MAIN`` and return what it printed as it refused to start;
     fail (after killing it) if it is still running after 20 s."""
@@ -475,26 +414,6 @@ class ImportingContainerd(Containerd):
         tomllib.loads(bed + registry)  # still one valid TOML document
         pattern = f"{self.drop_in.parent}/*.toml"
         return f"version = {version}\nimports = [{json.dumps(pattern)}]\n"
-
-
-def cri_pull(address: str, image: str) -> str:
-    """CRI ``runtime.v1.ImageService/PullImage`` (what the kubelet calls); returns image_ref.
-
-    PullImageRequest{image: ImageSpec{image: IMAGE}} encoded by hand: field 1, length-delimited."""
-
-    def field1(payload: bytes) -> bytes:
-        n, length = len(payload), b""
-        while True:
-            byte, n = n & 0x7F, n >> 7
-            length += bytes([byte | (0x80 if n else 0)])
-            if not n:
-                return b"\x0a" + length + payload
-
-    with grpc.insecure_channel(f"unix://{address}") as channel:
-        call = channel.unary_unary("/runtime.v1.ImageService/PullImage")
-        response: bytes = call(field1(field1(image.encode())), timeout=120)
-    assert response[:1] == b"\x0a", response
-    return response[2 : 2 + response[1]].decode()
 
 
 @pytest.fixture

@@ -26,15 +26,10 @@ import pytest
 from cryptography import x509
 
 from integration.conftest import PyctlRunner, SecureRegistry
+from integration.containerd_helpers import Binary, cri_pull, dump
 from integration.helpers import assert_ok
 from integration.images import Archive
 from integration.registry_helpers import Skopeo
-from integration.test_containerd_config_imports import (  # noqa: F401 - binaries is a fixture
-    Binary,
-    binaries,
-    cri_pull,
-    dump,
-)
 from integration.testbed import CertAuthority, Containerd, Registry, TestbedError
 
 HARBOR = "harbor.local"
@@ -87,7 +82,7 @@ def line_of(path: Path, text: str) -> int:
 def test_plugin_typo(
     isolated: PyctlRunner,
     tmp_path: Path,
-    binaries: Callable[[str], Binary],  # noqa: F811 - the fixture imported above
+    binaries: Callable[[str], Binary],
 ) -> None:
     main = write(
         tmp_path / "config.toml",
@@ -124,7 +119,7 @@ def test_plugin_typo(
 def test_registry_under_the_wrong_key_for_the_version(
     isolated: PyctlRunner,
     tmp_path: Path,
-    binaries: Callable[[str], Binary],  # noqa: F811 - the fixture imported above
+    binaries: Callable[[str], Binary],
     version: int,
 ) -> None:
     main = write(

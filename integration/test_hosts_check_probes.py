@@ -26,9 +26,7 @@ from integration.conftest import ImageFactory, PyctlRunner, SecureRegistry
 from integration.faultproxy import FaultProxy
 from integration.helpers import assert_error, assert_ok
 from integration.images import Archive
-from integration.registry_helpers import Skopeo, assert_failure, assert_success
-from integration.test_login import Helper, helper  # noqa: F401 - helper is a fixture
-from integration.test_tls import _tls_proxy, other_ca  # noqa: F401 - other_ca is a fixture
+from integration.registry_helpers import Helper, Skopeo, assert_failure, assert_success
 from integration.testbed import CertAuthority, Containerd, Registry, free_port
 from pyctl.oci import host_platform
 
@@ -112,7 +110,7 @@ def test_server_certificates(
     isolated: PyctlRunner,
     seeded: Registry,
     cert_authority: CertAuthority,
-    other_ca: CertAuthority,  # noqa: F811 - the fixture imported above
+    other_ca: CertAuthority,
     non_loopback_ip: str,
     tmp_path: Path,
 ) -> None:
@@ -123,7 +121,7 @@ def test_server_certificates(
         cert = cert_authority.issue_server_cert("old", hosts=(ip,), expired=True)
     else:
         cert = cert_authority.issue_server_cert("elsewhere", hosts=("registry.example",))
-    proxy = _tls_proxy(seeded, cert, ip)
+    proxy = FaultProxy(seeded, tls=cert, host=ip).start()
     try:
         host, ref = proxy.host, proxy.ref("team/app", "1")
         certs = tmp_path / "certs.d"
@@ -209,9 +207,8 @@ def test_ca_file_missing_or_not_pem(
     non_loopback_ip: str,
     tmp_path: Path,
 ) -> None:
-    proxy = _tls_proxy(
-        seeded, cert_authority.issue_server_cert("s", (non_loopback_ip,)), non_loopback_ip
-    )
+    cert = cert_authority.issue_server_cert("s", (non_loopback_ip,))
+    proxy = FaultProxy(seeded, tls=cert, host=non_loopback_ip).start()
     try:
         host, ref = proxy.host, proxy.ref("team/app", "1")
         certs = tmp_path / "certs.d"
@@ -394,7 +391,7 @@ def test_credentials_from_a_helper_and_from_the_cri_config(
     basic_registry: SecureRegistry,
     tiny: Archive,
     tmp_path: Path,
-    helper: Helper,  # noqa: F811 - the fixture imported above
+    helper: Helper,
 ) -> None:
     reg = basic_registry
     reg.seed(tiny, "team/app", "1")
@@ -629,7 +626,7 @@ def test_a_healthy_setup(pyctl: PyctlRunner, healthy: tuple[SecureRegistry, Path
 def test_writes_nothing_and_needs_no_containerd(
     pyctl: PyctlRunner,
     healthy: tuple[SecureRegistry, Path, Path],
-    helper: Helper,  # noqa: F811 - the fixture imported above
+    helper: Helper,
     tmp_path: Path,
 ) -> None:
     reg, certs, docker = healthy

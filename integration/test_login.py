@@ -12,7 +12,6 @@ import os
 import re
 import stat
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import pytest
 from integration.conftest import PyctlRunner, SecureRegistry
 from integration.helpers import assert_error, assert_ok, ctr_image_digests
 from integration.images import Archive
-from integration.registry_helpers import seed
+from integration.registry_helpers import Helper, seed
 from integration.testbed import Containerd, HtpasswdAuth, Registry, skopeo
 
 LOGIN_OK = "Login Succeeded\n"
@@ -408,74 +407,6 @@ def assert_login_ok_debug(proc: subprocess.CompletedProcess[str]) -> None:
 
 
 # --- credential helpers ---------------------------------------------------------------------------
-
-HELPER = """\
-#!{python}
-import json, os, sys
-STORE = {store!r}
-LOG = {log!r}
-action = sys.argv[1] if len(sys.argv) > 1 else ""
-data = sys.stdin.read()
-with open(LOG, "a") as f:
-    f.write(json.dumps({{"argv": sys.argv[1:], "stdin": data}}) + "\\n")
-db = json.load(open(STORE)) if os.path.exists(STORE) else {{}}
-def save():
-    with open(STORE, "w") as f:
-        json.dump(db, f)
-if action == "store":
-    d = json.loads(data)
-    db[d["ServerURL"]] = {{"Username": d["Username"], "Secret": d["Secret"]}}
-    save()
-elif action == "get":
-    url = data.strip()
-    if url not in db:
-        print("credentials not found in native keychain")
-        sys.exit(1)
-    print(json.dumps(dict(ServerURL=url, **db[url])))
-elif action == "erase":
-    url = data.strip()
-    if url not in db:
-        print("credentials not found in native keychain")
-        sys.exit(1)
-    del db[url]
-    save()
-elif action == "list":
-    print(json.dumps({{k: v["Username"] for k, v in db.items()}}))
-else:
-    print("unknown action")
-    sys.exit(1)
-"""
-
-
-@dataclass
-class Helper:
-    bin: Path
-    store: Path
-    log: Path
-
-    def calls(self) -> list[dict[str, Any]]:
-        if not self.log.exists():
-            return []
-        return [json.loads(line) for line in self.log.read_text().splitlines()]
-
-    def env(self) -> dict[str, str]:
-        return {"PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', os.defpath)}"}
-
-    def db(self) -> dict[str, Any]:
-        data = json.loads(self.store.read_text())
-        assert isinstance(data, dict)
-        return data
-
-
-@pytest.fixture
-def helper(tmp_path: Path) -> Helper:
-    d = tmp_path / "helper"
-    (d / "bin").mkdir(parents=True)
-    h = Helper(d / "bin", d / "store.json", d / "calls.log")
-    script = h.bin / "docker-credential-pyctltest"
-    script.write_text(HELPER.format(python=sys.executable, store=str(h.store), log=str(h.log)))
-    script.chmod(0o755)
-    return h
 
 
 def test_creds_store_helper(

@@ -29,7 +29,6 @@ from integration.registry_helpers import (
 )
 from integration.testbed import (
     CertAuthority,
-    CertPair,
     Containerd,
     Registry,
     free_port,
@@ -37,15 +36,6 @@ from integration.testbed import (
 )
 
 HERE = "<this machine's non-loopback address>"  # placeholder in CERTS
-
-
-def _tls_proxy(upstream: Registry, cert: CertPair, address: str) -> FaultProxy:
-    return FaultProxy(upstream, tls=cert, host=address).start()
-
-
-@pytest.fixture
-def other_ca(tmp_path_factory: pytest.TempPathFactory) -> CertAuthority:
-    return CertAuthority(tmp_path_factory.mktemp("other-ca"), common_name="some other CA")
 
 
 def _name(prefix: str) -> str:
@@ -101,7 +91,7 @@ def test_server_certificate_verification(
     ca = other_ca if issuer == "other" else cert_authority
     sans = tuple(non_loopback_ip if h == HERE else h for h in sans)
     cert = ca.issue_server_cert(_name(case), hosts=sans, expired=expired)
-    proxy = _tls_proxy(seeded, cert, non_loopback_ip)
+    proxy = FaultProxy(seeded, tls=cert, host=non_loopback_ip).start()
     try:
         hosts = tmp_path / "certs.d"
         write_cert_dir(hosts / proxy.host, ca=cert_authority.cert_path)
@@ -132,7 +122,7 @@ def test_verification_is_on_by_default(
     the system does not trust is refused; with the CA configured it works. A loopback
     registry with no configuration is not verified (containerd's and docker's rule)."""
     good = cert_authority.issue_server_cert(_name("good"), hosts=(non_loopback_ip, "127.0.0.1"))
-    proxy = _tls_proxy(seeded, good, non_loopback_ip)
+    proxy = FaultProxy(seeded, tls=good, host=non_loopback_ip).start()
     loopback = FaultProxy(seeded, tls=good).start()
     try:
         nothing = ["--hosts-dir", str(tmp_path / "empty")]
@@ -230,9 +220,8 @@ def private_ca_registry(
 ) -> Iterator[FaultProxy]:
     """``seeded`` behind TLS from the test CA, on a non-loopback address (so verified)."""
     cert = cert_authority.issue_server_cert(_name("node"), hosts=(non_loopback_ip,))
-    proxy = _tls_proxy(seeded, cert, non_loopback_ip)
-    yield proxy
-    proxy.stop()
+    with FaultProxy(seeded, tls=cert, host=non_loopback_ip) as proxy:
+        yield proxy
 
 
 def test_tls_errors_name_the_hosts_toml_that_applied(
