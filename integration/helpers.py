@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from integration.testbed import Containerd
@@ -144,6 +145,13 @@ def kill_and_wait(containerd: Containerd, namespace: str, cid: str) -> None:
         f"task {cid} stopped",
         lambda: ctr_task_status(containerd, namespace).get(cid) == "STOPPED",
     )
+
+
+def write(path: Path, text: str) -> Path:
+    """``path`` holding ``text`` (its directory made as needed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
 
 
 def unique_id(prefix: str) -> str:

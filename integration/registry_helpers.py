@@ -280,17 +280,28 @@ class Helper:
         return data
 
 
-def docker_config(directory: Path, auths: Mapping[str, tuple[str, str]]) -> Path:
-    """A DOCKER_CONFIG directory whose config.json has base64 ``auth`` for each host."""
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def auth_entry(user: str, password: str) -> dict[str, str]:
+    """A config.json ``auths`` entry: base64 ``user:password``."""
+    return {"auth": b64(f"{user}:{password}")}
+
+
+def write_docker_config(directory: Path, doc: Mapping[str, Any]) -> Path:
+    """``DIRECTORY/config.json`` holding ``doc``; returns the file."""
     directory.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "auths": {
-            host: {"auth": base64.b64encode(f"{u}:{p}".encode()).decode()}
-            for host, (u, p) in auths.items()
-        }
-    }
-    (directory / "config.json").write_text(json.dumps(doc))
-    (directory / "config.json").chmod(0o600)
+    path = directory / "config.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def docker_config(directory: Path, auths: Mapping[str, tuple[str, str]]) -> Path:
+    """A DOCKER_CONFIG directory whose config.json (mode 0600) has base64 ``auth`` for each
+    host."""
+    doc = {"auths": {host: auth_entry(u, p) for host, (u, p) in auths.items()}}
+    write_docker_config(directory, doc).chmod(0o600)
     return directory
 
 
@@ -357,17 +368,51 @@ def assert_pulled(
     containerd: Containerd,
     namespace: str,
     name: str,
-    digest: str,
+    digest: str | None = None,
 ) -> None:
-    """Exit 0, stdout is the full reference, no error on stderr, and ctr has the record."""
+    """Exit 0, stdout is the full reference, no error on stderr, and ctr has the record (which
+    targets ``digest`` when given)."""
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     assert proc.stdout == name + "\n", proc.stdout
     assert "Traceback" not in proc.stderr and "error" not in proc.stderr.lower(), proc.stderr
-    assert ctr_image_digests(containerd, namespace).get(name) == digest
+    records = ctr_image_digests(containerd, namespace)
+    if digest is None:
+        assert name in records, records
+    else:
+        assert records.get(name) == digest
 
 
 def assert_not_pulled(containerd: Containerd, namespace: str) -> None:
     assert ctr_image_digests(containerd, namespace) == {}
+
+
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")  # a JWT's header + claims
+
+
+def assert_no_secrets(proc: subprocess.CompletedProcess[str], *secrets: str) -> None:
+    """No secret, plain or base64, and no token (JWT) on stdout or stderr."""
+    out = proc.stdout + proc.stderr
+    for secret in secrets:
+        assert secret not in out, f"secret {secret[:4]}… in the output"
+        assert b64(secret) not in out, f"secret {secret[:4]}… in the output, base64"
+    assert not JWT.search(out), f"a token in the output: {JWT.search(out)}"
+
+
+def hosts_check(
+    runner: Callable[..., subprocess.CompletedProcess[str]],
+    target: str,
+    *args: str,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """``pyctl ARGS hosts --check --format json [--timeout T] TARGET``: nothing on stderr; the
+    exit status and the document."""
+    more = ["--timeout", str(timeout)] if timeout is not None else []
+    proc = runner(*args, "hosts", "--check", "--format", "json", *more, target, env=env)
+    assert proc.stderr == "", proc.stderr
+    doc = json.loads(proc.stdout)
+    assert isinstance(doc, dict)
+    return proc.returncode, doc
 
 
 def hosts_json(

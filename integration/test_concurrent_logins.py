@@ -4,19 +4,15 @@ and nothing else in the file was lost."""
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from integration.conftest import PyctlRunner, SecureRegistry
+from integration.registry_helpers import b64
 
 NAMES = [f"ci-{i:02d}.example" for i in range(12)]
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
 
 
 def _all_at_once(
@@ -43,12 +39,12 @@ def test_concurrent_logins_and_logouts_lose_no_entry(
     docker = tmp_path / "docker"
     docker.mkdir()
     config = docker / "config.json"
-    kept = {"auth": _b64("someone:else")}
+    kept = {"auth": b64("someone:else")}
     config.write_text(json.dumps({"auths": {"kept.example": kept}, "psFormat": "table"}))
     config.chmod(0o600)
     env = {"DOCKER_CONFIG": str(docker)}
     login = ("login", "--hosts-dir", str(hosts), "-u", "testuser", "--password-stdin")
-    entry = {"auth": _b64("testuser:testpassword")}
+    entry = {"auth": b64("testuser:testpassword")}
 
     # 12 logins at once, each to its own registry name
     procs = _all_at_once([(*login, name) for name in NAMES], pyctl, env)

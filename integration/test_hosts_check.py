@@ -27,9 +27,9 @@ from cryptography import x509
 
 from integration.conftest import PyctlRunner, SecureRegistry
 from integration.containerd_helpers import Binary, cri_pull, dump
-from integration.helpers import assert_ok
+from integration.helpers import assert_ok, write
 from integration.images import Archive
-from integration.registry_helpers import Skopeo
+from integration.registry_helpers import Skopeo, hosts_check
 from integration.testbed import CertAuthority, Containerd, Registry, TestbedError
 
 HARBOR = "harbor.local"
@@ -47,11 +47,7 @@ Problem = tuple[str, str, int | None, str, str]
 
 def check(runner: PyctlRunner, *args: str, ref: str = REF) -> tuple[int, dict[str, Any]]:
     """``pyctl ARGS hosts --check --format json REF``: exit status and the document."""
-    proc = runner(*args, "hosts", "--check", "--format", "json", ref)
-    assert proc.stderr == "", proc.stderr
-    doc = json.loads(proc.stdout)
-    assert isinstance(doc, dict)
-    return proc.returncode, doc
+    return hosts_check(runner, ref, *args)
 
 
 def problems(doc: dict[str, Any]) -> list[Problem]:
@@ -60,12 +56,6 @@ def problems(doc: dict[str, Any]) -> list[Problem]:
         for f in doc["config"]
         if f["severity"] != "ok"
     ]
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 def line_of(path: Path, text: str) -> int:

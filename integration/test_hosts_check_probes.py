@@ -24,9 +24,17 @@ import pytest
 import pyctl
 from integration.conftest import ImageFactory, PyctlRunner, SecureRegistry
 from integration.faultproxy import FaultProxy
-from integration.helpers import assert_error, assert_ok
+from integration.helpers import assert_error, assert_ok, write
 from integration.images import Archive
-from integration.registry_helpers import Helper, Skopeo, assert_failure, assert_success
+from integration.registry_helpers import (
+    Helper,
+    Skopeo,
+    assert_failure,
+    assert_success,
+    auth_entry,
+    hosts_check,
+    write_docker_config,
+)
 from integration.testbed import CertAuthority, Containerd, Registry, free_port
 from pyctl.oci import host_platform
 
@@ -47,22 +55,6 @@ CRI2 = 'plugins."io.containerd.grpc.v1.cri"'
 ALERT = r"\((alert: [a-z0-9 ]+|it closed the connection)\)"  # TLS 1.3: an alert, or a reset
 
 
-def check(
-    runner: PyctlRunner,
-    target: str,
-    *args: str,
-    timeout: float | None = None,
-    env: dict[str, str] | None = None,
-) -> tuple[int, dict[str, Any]]:
-    """``pyctl ARGS hosts --check --format json TARGET``: exit status and the document."""
-    more = ["--timeout", str(timeout)] if timeout is not None else []
-    proc = runner(*args, "hosts", "--check", "--format", "json", *more, target, env=env)
-    assert proc.stderr == "", proc.stderr
-    doc = json.loads(proc.stdout)
-    assert isinstance(doc, dict)
-    return proc.returncode, doc
-
-
 def outline(endpoint: dict[str, Any]) -> list[tuple[str, str]]:
     return [(s["step"], s["severity"]) for s in endpoint["steps"]]
 
@@ -78,25 +70,6 @@ def ok_until(last: str) -> list[tuple[str, str]]:
     """Every step up to ``last`` ok (no token step: no Bearer challenge)."""
     names = [s for s in STEPS if s != "token"]
     return [(s, "ok") for s in names[: names.index(last) + 1]]
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def docker_config(directory: Path, doc: dict[str, Any]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "config.json"
-    path.write_text(json.dumps(doc))
-    return path
-
-
-def auth_entry(user: str, password: str) -> dict[str, str]:
-    import base64
-
-    return {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 # --- TLS ---------------------------------------------------------------------------------------
@@ -128,7 +101,7 @@ def test_server_certificates(
         ca = "" if case == "unknown CA" else f'ca = "{cert_authority.cert_path}"\n'
         toml = write(certs / host / "hosts.toml", f'server = "https://{host}"\n{ca}')
         args = ("--containerd-config", "", "--hosts-dir", str(certs))
-        code, doc = check(isolated, ref, *args)
+        code, doc = hosts_check(isolated, ref, *args)
         assert code == 1
         (endpoint,) = doc["endpoints"]
         assert endpoint["usable"] is False
@@ -153,7 +126,7 @@ def test_server_certificates(
             found = certs / "_ca" / "registry-ca.pem"
             found.parent.mkdir()
             found.write_bytes(other_ca.pem)
-            code, doc = check(isolated, ref, *args)
+            code, doc = hosts_check(isolated, ref, *args)
             assert code == 1
             assert step(doc["endpoints"][0], "verify")["fix"] == (
                 f'{toml} applied and sets no ca for https://{host}: add ca = "{found}" to its '
@@ -161,7 +134,7 @@ def test_server_certificates(
             )
             # following the fix works, for the check and for the pull
             toml.write_text(toml.read_text() + f'ca = "{found}"\n')
-            code, doc = check(isolated, ref, *args)
+            code, doc = hosts_check(isolated, ref, *args)
             assert code == 0 and doc["verdict"]["ok"] is True
             assert step(doc["endpoints"][0], "verify")["message"] == (
                 f"CN={ip} is signed by CN=some other CA, trusted through the ca {found}"
@@ -215,7 +188,7 @@ def test_ca_file_missing_or_not_pem(
         d = certs / host
         toml = write(d / "hosts.toml", f'server = "https://{host}"\nca = "ca.crt"\n')
         args = ("--containerd-config", "", "--hosts-dir", str(certs))
-        code, doc = check(isolated, ref, *args)
+        code, doc = hosts_check(isolated, ref, *args)
         assert code == 1
         (endpoint,) = doc["endpoints"]
         assert outline(endpoint) == [*ok_until("tls"), ("verify", "FAIL"), ("hostname", "ok")]
@@ -233,7 +206,7 @@ def test_ca_file_missing_or_not_pem(
         (d / "ca.crt").write_text("MIIB...not a PEM file\n")
         pem = d / "registry-ca.pem"
         pem.write_bytes(cert_authority.pem)
-        code, doc = check(isolated, ref, *args)
+        code, doc = hosts_check(isolated, ref, *args)
         assert code == 1
         verify = step(doc["endpoints"][0], "verify")
         assert verify["severity"] == "FAIL"
@@ -268,7 +241,7 @@ def test_mutual_tls(
     args = ("--containerd-config", "", "--hosts-dir", str(certs))
 
     # no client certificate: the registry ends the handshake
-    code, doc = check(isolated, ref, *args)
+    code, doc = hosts_check(isolated, ref, *args)
     assert code == 1
     (endpoint,) = doc["endpoints"]
     assert outline(endpoint) == [
@@ -290,7 +263,7 @@ def test_mutual_tls(
     # a certificate whose key does not match: a pull fails before it connects; the handshake
     # without it shows the registry's alert
     toml.write_text(top + f'client = [["{good.cert}", "{foreign_key}"]]\n')
-    code, doc = check(isolated, ref, *args)
+    code, doc = hosts_check(isolated, ref, *args)
     assert code == 1
     tls = step(doc["endpoints"][0], "tls")
     assert tls["severity"] == "FAIL"
@@ -305,7 +278,7 @@ def test_mutual_tls(
 
     # the right pair
     toml.write_text(top + f'client = [["{good.cert}", "{good.key}"]]\n')
-    code, doc = check(isolated, ref, *args)
+    code, doc = hosts_check(isolated, ref, *args)
     assert code == 0
     assert outline(doc["endpoints"][0]) == ok_until("platform")
 
@@ -334,10 +307,10 @@ def test_credentials(
         before.append(("token", "ok"))
 
     def run() -> tuple[int, dict[str, Any]]:
-        return check(pyctl, ref, *args, env=env)
+        return hosts_check(pyctl, ref, *args, env=env)
 
     # no credentials
-    docker_config(docker, {})
+    write_docker_config(docker, {})
     code, doc = run()
     (endpoint,) = doc["endpoints"]
     assert (code, outline(endpoint)) == (1, [*before, ("credentials", "ok"), ("auth", "FAIL")])
@@ -354,7 +327,7 @@ def test_credentials(
         )
 
     # a wrong password
-    config = docker_config(docker, {"auths": {host: auth_entry(user, "wrong")}})
+    config = write_docker_config(docker, {"auths": {host: auth_entry(user, "wrong")}})
     code, doc = run()
     (endpoint,) = doc["endpoints"]
     assert (code, outline(endpoint)) == (1, [*before, ("credentials", "ok"), ("auth", "FAIL")])
@@ -366,7 +339,7 @@ def test_credentials(
     assert auth["fix"] == f"pyctl login {host}"
 
     # the right one
-    docker_config(docker, {"auths": {host: auth_entry(user, reg.users[user])}})
+    write_docker_config(docker, {"auths": {host: auth_entry(user, reg.users[user])}})
     code, doc = run()
     (endpoint,) = doc["endpoints"]
     assert (code, outline(endpoint)) == (
@@ -398,7 +371,7 @@ def test_credentials_from_a_helper_and_from_the_cri_config(
     ref, host = reg.ref("team/app", "1"), reg.host
     docker = tmp_path / "docker"
     helper.store.write_text(json.dumps({host: {"Username": "testuser", "Secret": "testpassword"}}))
-    docker_config(docker, {"credsStore": "pyctltest"})
+    write_docker_config(docker, {"credsStore": "pyctltest"})
     env = {"DOCKER_CONFIG": str(docker), **helper.env()}
     args = ("--containerd-config", "", "--hosts-dir", str(reg.certs_d))
     proc = pyctl(*args, "hosts", "--check", "--format", "json", ref, env=env)
@@ -411,7 +384,7 @@ def test_credentials_from_a_helper_and_from_the_cri_config(
     assert {tuple(c["argv"]) for c in helper.calls()} == {("get",)}  # asked, nothing stored
 
     # the CRI config's auth section, when config.json has nothing
-    docker_config(docker, {})
+    write_docker_config(docker, {})
     main = write(
         tmp_path / "config.toml",
         f'version = 2\n[{CRI2}.registry.configs."{host}".auth]\n'
@@ -440,7 +413,7 @@ def test_a_dead_first_mirror(
     )
     ref = seeded.ref("team/app", "1")
     args = ("--containerd-config", "", "--hosts-dir", str(certs))
-    code, doc = check(isolated, ref, *args)
+    code, doc = hosts_check(isolated, ref, *args)
     assert code == 0
     mirror, server = doc["endpoints"]
     assert (mirror["role"], server["role"]) == ("mirror", "registry")
@@ -484,7 +457,7 @@ def test_stalled_endpoints_end_at_the_timeout(
         )
         ref = seeded.ref("team/app", "1")
         began = time.monotonic()
-        code, doc = check(
+        code, doc = hosts_check(
             isolated, ref, "--containerd-config", "", "--hosts-dir", str(certs), timeout=1
         )
         elapsed = time.monotonic() - began
@@ -546,7 +519,7 @@ def test_what_is_not_there(
     }
     for name, (failing, message) in cases.items():
         ref = f"{seeded.host}/{name}"
-        code, doc = check(isolated, ref, *args)
+        code, doc = hosts_check(isolated, ref, *args)
         (endpoint,) = doc["endpoints"]
         assert code == 1
         before = "auth" if failing == "manifest" else "manifest"
@@ -575,7 +548,7 @@ def healthy(
         f'  capabilities = ["pull", "resolve", "push"]\n  ca = "{ca}"\n',
     )
     docker = tmp_path / "docker"
-    docker_config(docker, {"auths": {reg.host: auth_entry("bob", "builder")}})
+    write_docker_config(docker, {"auths": {reg.host: auth_entry("bob", "builder")}})
     yield reg, certs, docker
 
 
@@ -631,7 +604,7 @@ def test_writes_nothing_and_needs_no_containerd(
 ) -> None:
     reg, certs, docker = healthy
     helper.store.write_text(json.dumps({reg.host: {"Username": "bob", "Secret": "builder"}}))
-    docker_config(docker, {"credsStore": "pyctltest"})
+    write_docker_config(docker, {"credsStore": "pyctltest"})
     env = {"DOCKER_CONFIG": str(docker), **helper.env()}
 
     def files() -> list[tuple[Path, int, bytes]]:
@@ -705,7 +678,7 @@ def test_client_check(
         assert isinstance(first.chain[0].not_after, datetime)
         # the same report as the CLI's (but for the times)
         args = ("--containerd-config", "", "--hosts-dir", str(certs))
-        code, doc = check(isolated, ref, *args, env={"DOCKER_CONFIG": str(docker)})
+        code, doc = hosts_check(isolated, ref, *args, env={"DOCKER_CONFIG": str(docker)})
         assert code == 0 and _timeless(report.as_dict()) == _timeless(doc)
 
         missing = c.check(reg.ref("team/app", "9"))

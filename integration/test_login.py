@@ -5,7 +5,6 @@ and secrets never showing up in output, ``--debug`` included."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -21,11 +20,17 @@ import pytest
 from integration.conftest import PyctlRunner, SecureRegistry
 from integration.helpers import assert_error, assert_ok, ctr_image_digests
 from integration.images import Archive
-from integration.registry_helpers import Helper, seed
+from integration.registry_helpers import (
+    JWT,
+    Helper,
+    assert_no_secrets,
+    assert_pulled,
+    b64,
+    seed,
+)
 from integration.testbed import Containerd, HtpasswdAuth, Registry, skopeo
 
 LOGIN_OK = "Login Succeeded\n"
-JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")  # a JWT's header + claims
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -77,23 +82,10 @@ def make_client(pyctl: PyctlRunner, tmp_path: Path, hosts_dir: Path) -> Client:
     return Client(runner, docker, hosts_dir, str(no_cri))
 
 
-def b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
 def assert_login_ok(proc: subprocess.CompletedProcess[str]) -> None:
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     assert proc.stdout == LOGIN_OK
     assert "Traceback" not in proc.stderr and "error" not in proc.stderr, proc.stderr
-
-
-def assert_pulled(
-    proc: subprocess.CompletedProcess[str], containerd: Containerd, namespace: str, name: str
-) -> None:
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    assert proc.stdout == name + "\n"
-    assert "Traceback" not in proc.stderr and "error" not in proc.stderr.lower(), proc.stderr
-    assert name in ctr_image_digests(containerd, namespace)
 
 
 def file_mode(path: Path) -> int:
@@ -351,14 +343,6 @@ def test_token_login_push_pull_and_permissions(
     assert token_registry.tags("team/bobs") == []
     assert_ok(c("rmi", ref, namespace=namespace))
     assert_pulled(c("pull", ref, namespace=namespace), containerd, namespace, ref)
-
-
-def assert_no_secrets(proc: subprocess.CompletedProcess[str], *secrets: str) -> None:
-    out = proc.stdout + proc.stderr
-    for s in secrets:
-        assert s not in out
-        assert b64(s) not in out
-    assert not JWT.search(out), JWT.search(out)
 
 
 def assert_pulled_debug(

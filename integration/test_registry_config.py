@@ -22,7 +22,13 @@ from integration.conftest import PyctlRunner, SecureRegistry
 from integration.faultproxy import FaultProxy, _ProxyHandler
 from integration.helpers import assert_error, assert_ok, ctr_image_digests, run_all, run_many
 from integration.images import Archive
-from integration.registry_helpers import assert_not_pulled, assert_pulled, hosts_json, seed
+from integration.registry_helpers import (
+    assert_not_pulled,
+    assert_pulled,
+    auth_entry,
+    hosts_json,
+    seed,
+)
 from integration.testbed import CertAuthority, Containerd, Registry, free_port
 
 HARBOR = "harbor.local"
@@ -620,7 +626,7 @@ def test_hosts_explains_everything(
     secret = "s3cr3t-password"
     auth = {
         "auths": {
-            HARBOR: {"auth": __import__("base64").b64encode(f"hank:{secret}".encode()).decode()},
+            HARBOR: auth_entry("hank", secret),
             "mirror.example": {"identitytoken": "tok-" + secret},
         }
     }

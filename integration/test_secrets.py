@@ -16,7 +16,6 @@ full or read-only disk.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
 import json
@@ -35,24 +34,13 @@ from integration.faultproxy import FaultProxy
 from integration.registry_helpers import (
     Skopeo,
     assert_failure,
+    assert_no_secrets,
     assert_success,
+    b64,
     ctr_images,
     docker_config,
 )
 from integration.testbed import CertAuthority, Containerd, write_cert_dir
-
-JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
-
-
-def b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-def _assert_no_secrets(proc: subprocess.CompletedProcess[str], *secrets: str) -> None:
-    out = proc.stdout + proc.stderr
-    for secret in secrets:
-        assert secret not in out, f"secret {secret[:4]}… in the output"
-    assert not JWT.search(out), f"a token in the output: {JWT.search(out)}"
 
 
 def _seed(image_factory: ImageFactory, reg: SecureRegistry, repo: str, variant: str = "s") -> None:
@@ -102,7 +90,7 @@ def test_debug_output_redacts_auth_fields_identity_and_access_tokens(
     proc = run("pull", basic_ref)
     assert assert_success(proc)[-1] == basic_ref
     assert re.search(r'"Authorization": "Basic <redacted>"', proc.stderr), proc.stderr
-    _assert_no_secrets(proc, *secrets)
+    assert_no_secrets(proc, *secrets)
 
     token_ref = token_registry.ref("team/app", "1")
     ts = token_registry.token_server
@@ -111,13 +99,13 @@ def test_debug_output_redacts_auth_fields_identity_and_access_tokens(
     assert assert_success(proc)[-1] == token_ref
     assert re.search(r'"Authorization": "Bearer <redacted>"', proc.stderr), proc.stderr
     assert {r.grant_type for r in ts.requests} == {"refresh_token"}  # the identity token
-    _assert_no_secrets(proc, *secrets)
+    assert_no_secrets(proc, *secrets)
 
     pushed = token_registry.ref("team/copy", "1")
     assert_success(pyctl("tag", token_ref, pushed, namespace=namespace))
     proc = run("push", pushed)
     assert proc.returncode == 0, proc
-    _assert_no_secrets(proc, *secrets)
+    assert_no_secrets(proc, *secrets)
     assert token_registry.tags("team/copy") == ["1"]
 
     # a failure prints a traceback with --debug: still nothing secret in it
@@ -127,7 +115,7 @@ def test_debug_output_redacts_auth_fields_identity_and_access_tokens(
     proc = run("pull", basic_ref)
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr  # --debug shows it
-    _assert_no_secrets(proc, "wrong-secret", b64("testuser:wrong-secret"))
+    assert_no_secrets(proc, "wrong-secret", b64("testuser:wrong-secret"))
     assert ctr_images(containerd, namespace).keys() == {basic_ref, token_ref, pushed}
 
 
