@@ -239,16 +239,35 @@ class PyctlRunner:
 
     ``pyctl(*args, namespace=None, input=None, env=None, check=False, timeout=120)``:
     ``namespace`` sets CONTAINERD_NAMESPACE; ``env`` adds/overrides variables.  HOME and
-    XDG_CONFIG_HOME point at a per-test directory so user config never leaks in."""
+    XDG_CONFIG_HOME point at a per-test directory so user config never leaks in.
+    :meth:`argv` and :meth:`env` are the command line and environment for other ways of
+    running it (pipes, a terminal); :meth:`start` starts it without waiting."""
 
     containerd: Containerd
     home: Path
     namespace: str | None = None
     base_env: dict[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def at(cls, containerd: Containerd, home: Path) -> PyctlRunner:
+        """A runner with HOME ``home`` (made, with its ``.config``)."""
+        (home / ".config").mkdir(parents=True)
+        return cls(containerd, home)
+
+    def argv(self, *args: str, address: bool = True) -> list[str]:
+        """``python -m pyctl --address SOCK ARGS…``; without ``address``, as a user types it
+        (the environment's CONTAINERD_ADDRESS says where containerd is)."""
+        where = ["--address", self.containerd.address] if address else []
+        return [sys.executable, "-m", "pyctl", *where, *args]
+
     def env(
-        self, namespace: str | None = None, extra: Mapping[str, str] | None = None
+        self,
+        namespace: str | None = None,
+        extra: Mapping[str, str] | None = None,
+        drop: Sequence[str] = (),
     ) -> dict[str, str]:
+        """The environment: the containerd's, HOME, ``base_env``, the namespace, ``extra``;
+        without the variables in ``drop``."""
         env = self.containerd.client_env()
         env.pop("PYCTL_CONFIG", None)
         env["HOME"] = str(self.home)
@@ -258,6 +277,8 @@ class PyctlRunner:
         if ns:
             env["CONTAINERD_NAMESPACE"] = ns
         env.update(extra or {})
+        for name in drop:
+            env.pop(name, None)
         return env
 
     def __call__(
@@ -268,15 +289,16 @@ class PyctlRunner:
         env: Mapping[str, str] | None = None,
         check: bool = False,
         timeout: float = 120.0,
+        address: bool = True,
+        drop: Sequence[str] = (),
     ) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "pyctl", "--address", self.containerd.address, *args]
         proc = subprocess.run(
-            cmd,
+            self.argv(*args, address=address),
             capture_output=True,
             text=True,
             input=input,
             stdin=subprocess.DEVNULL if input is None else None,
-            env=self.env(namespace, env),
+            env=self.env(namespace, env, drop),
             timeout=timeout,
         )
         if check and proc.returncode != 0:
@@ -286,34 +308,44 @@ class PyctlRunner:
             )
         return proc
 
+    def start(self, *args: str, namespace: str | None = None) -> subprocess.Popen[str]:
+        """pyctl started, not waited for (stdout and stderr are pipes of text); collect it
+        with :func:`integration.helpers.finish`."""
+        return subprocess.Popen(
+            self.argv(*args),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(namespace),
+        )
+
     def bind(self, namespace: str) -> PyctlRunner:
         """A runner whose default namespace is ``namespace``."""
         return PyctlRunner(self.containerd, self.home, namespace, dict(self.base_env))
 
+    def with_docker_config(self, directory: Path) -> PyctlRunner:
+        """A runner whose DOCKER_CONFIG is ``directory`` (made, empty unless it was there)."""
+        directory.mkdir(exist_ok=True)
+        base_env = {**self.base_env, "DOCKER_CONFIG": str(directory)}
+        return PyctlRunner(self.containerd, self.home, self.namespace, base_env)
+
 
 @pytest.fixture
 def pyctl(containerd: Containerd, tmp_path: Path) -> PyctlRunner:
-    home = tmp_path / "home"
-    (home / ".config").mkdir(parents=True)
-    return PyctlRunner(containerd, home)
+    return PyctlRunner.at(containerd, tmp_path / "home")
 
 
 @pytest.fixture
 def isolated(pyctl: PyctlRunner, tmp_path: Path) -> PyctlRunner:
     """pyctl with its own (empty) DOCKER_CONFIG directory: no credentials but those a test
     writes there or puts in containerd's config."""
-    docker = tmp_path / "docker-config"
-    docker.mkdir()
-    runner = PyctlRunner(pyctl.containerd, pyctl.home)
-    runner.base_env["DOCKER_CONFIG"] = str(docker)
-    return runner
+    return pyctl.with_docker_config(tmp_path / "docker-config")
 
 
 @pytest.fixture(scope="module")
 def module_pyctl(containerd: Containerd, tmp_path_factory: pytest.TempPathFactory) -> PyctlRunner:
-    home = tmp_path_factory.mktemp("home")
-    (home / ".config").mkdir(parents=True)
-    return PyctlRunner(containerd, home)
+    return PyctlRunner.at(containerd, tmp_path_factory.mktemp("home"))
 
 
 # --- registry variants -------------------------------------------------------------------------
@@ -437,7 +469,8 @@ class PullBed:
 
     ``seed(repo, big=N)`` pushes busybox + a small layer + N random bytes as ``team/REPO:1``
     and returns (the ImageSpec, its reference through the proxy); ``pyctl(...)`` runs in the
-    namespace, ``start(...)`` starts pyctl without waiting (``finish(proc)`` collects it)."""
+    namespace, ``start(...)`` starts pyctl without waiting (``helpers.finish(proc)`` collects
+    it)."""
 
     containerd: Containerd
     namespace: str
@@ -458,28 +491,7 @@ class PullBed:
         return self.runner(*args, **kw)
 
     def start(self, *args: str) -> subprocess.Popen[str]:
-        cmd = [sys.executable, "-m", "pyctl", "--address", self.containerd.address, *args]
-        return subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=self.runner.env(self.namespace),
-        )
-
-    @staticmethod
-    def finish(
-        proc: subprocess.Popen[str], timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        """Wait for ``proc`` (killed after ``timeout``); its exit status and output."""
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        return self.runner.start(*args, namespace=self.namespace)
 
 
 @pytest.fixture

@@ -167,6 +167,17 @@ def names_of(lines: Iterable[str]) -> set[str]:
     return {ln.strip() for ln in lines if ln.strip()}
 
 
+def finish(proc: subprocess.Popen[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Wait for ``proc`` (killed after ``timeout``); its exit status and output."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 # --- many invocations at once ---------------------------------------------------------------------
 
 

@@ -10,7 +10,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import tarfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -58,9 +57,8 @@ class Bed:
         stdout: IO[bytes] | int | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
         """pyctl with binary stdin/stdout (archives through pipes)."""
-        cmd = [sys.executable, "-m", "pyctl", "--address", self.containerd.address, *args]
         return subprocess.run(
-            cmd,
+            self.pyctl.argv(*args),
             stdin=subprocess.DEVNULL if stdin is None else stdin,
             stdout=subprocess.PIPE if stdout is None else stdout,
             stderr=subprocess.PIPE,

@@ -438,9 +438,7 @@ def test_containerd_cri_and_pyctl_use_the_config_path_of_a_drop_in(
     assert ref in ctr_image_digests(cd, "k8s.io")
 
     # pyctl, given the same file, reads the same drop-in and pulls the same way
-    runner = PyctlRunner(cd, tmp_path / "home")
-    (tmp_path / "home" / ".config").mkdir(parents=True)
-    runner.base_env["DOCKER_CONFIG"] = str(tmp_path / "home")
+    runner = PyctlRunner.at(cd, tmp_path / "home").with_docker_config(tmp_path / "home")
     args = ["--containerd-config", str(cd.config_path)]
     doc = hosts_json(runner, *args, "hosts", ref)
     assert [(s["Key"], s["Source"]) for s in doc["CRIRegistrySettings"]] == [

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,8 +47,7 @@ class Referee:
         return assert_ok(self.pyctl(*args, namespace=namespace or self.ns)).splitlines()
 
     def pyctl_command(self, *args: str, namespace: str | None = None) -> Command:
-        argv = [sys.executable, "-m", "pyctl", "--address", self.containerd.address, *args]
-        return argv, self.pyctl.env(namespace or self.ns)
+        return self.pyctl.argv(*args), self.pyctl.env(namespace or self.ns)
 
     def docker_command(self, *args: str) -> Command:
         return self.docker.argv(*args), self.docker.client_env()

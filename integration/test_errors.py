@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -28,26 +26,6 @@ NEEDS_CONTAINERD = [
 ]
 
 
-def run_raw(
-    pyctl: PyctlRunner,
-    *args: str,
-    env: Mapping[str, str] | None = None,
-    drop: tuple[str, ...] = (),
-) -> subprocess.CompletedProcess[str]:
-    """pyctl without the runner's --address (to test the environment and config paths)."""
-    full_env = pyctl.env(extra=env)
-    for name in drop:
-        full_env.pop(name, None)
-    return subprocess.run(
-        [sys.executable, "-m", "pyctl", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-    )
-
-
 # --- containerd not reachable -------------------------------------------------------------------
 
 
@@ -65,11 +43,14 @@ def test_containerd_down_address_forms(pyctl: PyctlRunner, tmp_path: Path) -> No
     sock = tmp_path / "containerd.sock"
     want = (f"cannot connect to containerd at unix://{sock}", "no such socket")
     assert_error(pyctl("--address", f"unix://{sock}", "images"), *want)
-    # from the environment and from the config file
-    assert_error(run_raw(pyctl, "images", env={"CONTAINERD_ADDRESS": str(sock)}), *want)
+    # from the environment and from the config file (no --address from the runner)
+    proc = pyctl("images", env={"CONTAINERD_ADDRESS": str(sock)}, address=False, timeout=60)
+    assert_error(proc, *want)
     cfg = tmp_path / "pyctl.toml"
     cfg.write_text(f'address = "unix://{sock}"\n')
-    proc = run_raw(pyctl, "--config", str(cfg), "ps", drop=("CONTAINERD_ADDRESS",))
+    proc = pyctl(
+        "--config", str(cfg), "ps", drop=("CONTAINERD_ADDRESS",), address=False, timeout=60
+    )
     assert_error(proc, *want)
 
 

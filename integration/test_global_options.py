@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,14 +30,7 @@ HARBOR_USER, HARBOR_PASSWORD = "admin", "Harbor12345"
 
 def line(pyctl: PyctlRunner, text: str, **env: str) -> subprocess.CompletedProcess[str]:
     """``pyctl TEXT`` exactly as typed: no ``--address`` in front (CONTAINERD_ADDRESS)."""
-    return subprocess.run(
-        [sys.executable, "-m", "pyctl", *shlex.split(text)],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        env=pyctl.env(extra=env),
-        timeout=120,
-    )
+    return pyctl(*shlex.split(text), env=env, address=False)
 
 
 @pytest.fixture

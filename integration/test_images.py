@@ -7,7 +7,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -712,9 +711,8 @@ def test_image_prune(
     main_fd, sub_fd = os.openpty()
     try:
         os.write(main_fd, b"n\n")
-        pyctl_cmd = [sys.executable, "-m", "pyctl", "-a", containerd.address, "-n", namespace]
         proc = subprocess.run(
-            [*pyctl_cmd, "image", "prune"],
+            pyctl.argv("-n", namespace, "image", "prune"),
             stdin=sub_fd,
             capture_output=True,
             text=True,

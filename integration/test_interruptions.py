@@ -23,7 +23,7 @@ import pytest
 
 from integration.conftest import PullBed
 from integration.faultproxy import FaultProxy
-from integration.helpers import wait_until
+from integration.helpers import finish, wait_until
 from integration.images import ImageSpec
 from integration.registry_helpers import (
     assert_failure,
@@ -82,7 +82,7 @@ def test_interrupted_pull_resumes_from_its_ingest(pull_bed: PullBed, sig: signal
         )
         proc.send_signal(sig)
     finally:
-        done = bed.finish(proc, 20)
+        done = finish(proc, 20)
 
     if sig == signal.SIGKILL:
         assert done.returncode == -signal.SIGKILL
@@ -122,7 +122,7 @@ def test_eight_pulls_of_one_image_at_once(pull_bed: PullBed) -> None:
     proxy.stall(2, after_bytes=1 << 20, method="GET", path=f"/blobs/{layer.digest}$")
 
     procs = [bed.start("pull", name) for _ in range(8)]
-    for r in [bed.finish(p, 120) for p in procs]:
+    for r in [finish(p, 120) for p in procs]:
         assert r.returncode == 0, r
         assert r.stdout == name + "\n"
         assert "locked" not in r.stderr and "error" not in r.stderr, r.stderr
@@ -149,7 +149,7 @@ def test_pull_racing_rmi_never_leaves_a_broken_record(pull_bed: PullBed) -> None
         pull = bed.start("pull", name)
         time.sleep(0.1 * i)
         rmi = bed.pyctl("rmi", name)
-        pulled = bed.finish(pull)
+        pulled = finish(pull)
         assert pulled.returncode == 0, pulled
         if rmi.returncode:
             assert_failure(rmi, "no such image")
@@ -191,7 +191,7 @@ def test_garbage_collection_during_a_pull_keeps_its_content(pull_bed: PullBed) -
         assert written | {b.config_digest} <= set(held)
         assert f"layer-{big.digest}" in ingest_offsets(cd, ns)
     finally:
-        pulled = bed.finish(proc)
+        pulled = finish(proc)
     assert pulled.returncode == 0, pulled
     _assert_complete(bed, name_b, b)
 
@@ -239,7 +239,7 @@ def test_containerd_restarted_mid_pull(pull_bed: PullBed, own_containerd: Contai
         wait_until("the ingest has data", lambda: ingest_offsets(cd, ns).get(ref, 0) > 0, 10)
         cd.restart()
     finally:
-        done = bed.finish(proc)
+        done = finish(proc)
     msg = assert_failure(done, f"pull {name}:", "lost the connection to containerd", cd.address)
     assert "restart" in msg
     assert ctr_images(cd, ns) == {}

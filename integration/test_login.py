@@ -74,9 +74,7 @@ class Client:
 
 def make_client(pyctl: PyctlRunner, tmp_path: Path, hosts_dir: Path) -> Client:
     docker = tmp_path / "docker-config"
-    docker.mkdir(exist_ok=True)
-    runner = PyctlRunner(pyctl.containerd, pyctl.home)
-    runner.base_env["DOCKER_CONFIG"] = str(docker)
+    runner = pyctl.with_docker_config(docker)
     no_cri = tmp_path / "containerd-config-without-cri.toml"
     no_cri.touch()
     return Client(runner, docker, hosts_dir, str(no_cri))

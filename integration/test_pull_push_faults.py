@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -422,16 +421,7 @@ def test_ctrl_c_mid_download_exits_130_and_leaves_no_image(
     stall_at = 4 << 20
     fault_proxy.stall(60, after_bytes=stall_at, method="GET", path=f"/blobs/{big}$")
 
-    cmd = [sys.executable, "-m", "pyctl", "--address", containerd.address]
-    cmd += ["pull", "--max-concurrent-downloads", downloads, name]
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=pyctl.env(namespace),
-    )
+    proc = pyctl.start("pull", "--max-concurrent-downloads", downloads, name, namespace=namespace)
     try:
         wait_until(
             "the big layer is mid-transfer",
