@@ -44,8 +44,8 @@ from integration.testbed import (
     Daemon,
     Service,
     TestbedError,
-    _alive,
     _tail,
+    alive,
     mounts_under,
     remove_cgroups,
     run,
@@ -235,7 +235,7 @@ class DockerEngine(Service):
                 self._remove_containers()
         dockerd_pid = self.pid
         self._shutdown_daemon()
-        if dockerd_pid is not None and _alive(dockerd_pid):
+        if dockerd_pid is not None and alive(dockerd_pid):
             problems.append(f"dockerd {dockerd_pid} survived SIGKILL")
         if self.containerd is not None:
             try:

@@ -97,6 +97,13 @@ def header_re(*names: str) -> str:
     return r"^" + r" {2,}".join(re.escape(n) for n in names) + r"$"
 
 
+def completion_env(words: str, shell: str = "bash") -> dict[str, str]:
+    """What pyctl's bash/zsh completion scripts pass: the words so far and the index of the
+    current one."""
+    cword = len(words.split()) - (0 if words.endswith(" ") else 1)
+    return {"_PYCTL_COMPLETE": f"{shell}_complete", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
+
+
 def json_lines(text: str) -> list[dict[str, Any]]:
     out = []
     for line in text.splitlines():

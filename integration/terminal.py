@@ -14,7 +14,9 @@ import subprocess
 import time
 import uuid
 from collections.abc import Mapping
-from types import TracebackType
+from typing import Self
+
+from integration.testbed import Service
 
 SHELLS = {
     # shell -> (command line, how to load pyctl's completion)
@@ -27,7 +29,9 @@ SHELLS = {
 }
 
 
-class Terminal:
+class Terminal(Service):
+    """``shell`` in a tmux server of its own (``with``: started, then the server killed)."""
+
     def __init__(self, shell: str, env: Mapping[str, str], width: int = 220) -> None:
         if shutil.which("tmux") is None or shutil.which(shell) is None:
             raise AssertionError(
@@ -39,6 +43,7 @@ class Terminal:
         self.env.pop("TMUX", None)
         self.env["PS1"] = "$ "
         self.width = width
+        self._started = False
 
     def tmux(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -50,8 +55,13 @@ class Terminal:
             timeout=30,
         )
 
-    def __enter__(self) -> Terminal:
+    @property
+    def running(self) -> bool:
+        return self._started
+
+    def start(self) -> Self:
         argv, _ = SHELLS[self.shell]
+        self._started = True
         self.tmux("new-session", "-d", "-s", "t", "-x", str(self.width), "-y", "50", "--", *argv)
         if self.shell == "fish":
             self.run("set -g fish_greeting ''; function fish_prompt; echo -n '$ '; end")
@@ -60,12 +70,7 @@ class Terminal:
         self.run("clear")
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _teardown(self) -> None:
         self.tmux("kill-server", check=False)
 
     def load_completion(self) -> None:

@@ -25,7 +25,7 @@ from integration.dockerd import DockerEngine
 from integration.helpers import assert_ok, unique_id
 from integration.images import ImageSpec, import_into
 from integration.registry_helpers import chain_ids, ctr_images, leases, snapshot_keys
-from integration.testbed import Containerd, _alive, mounts_under
+from integration.testbed import Containerd, alive, mounts_under
 
 Command = tuple[list[str], Mapping[str, str]]  # argv, environment
 
@@ -337,7 +337,7 @@ def test_engine_stop_leaves_nothing(tmp_path: Path, crash: bool) -> None:
     finally:
         engine.stop()
     for pid in pids:
-        assert pid is not None and not _alive(pid), f"pid {pid} survived stop()"
+        assert pid is not None and not alive(pid), f"pid {pid} survived stop()"
     assert mounts_under(engine.dir) == []
     assert not engine.dir.exists()
     assert _cgroups(engine.cgroup_parent) == []

@@ -20,7 +20,13 @@ import pytest
 from integration import images
 from integration.conftest import BUSYBOX_NAME, ImageFactory, PyctlRunner
 from integration.faultproxy import FaultProxy
-from integration.helpers import assert_error, assert_ok, ctr_image_digests, parse_table
+from integration.helpers import (
+    assert_error,
+    assert_ok,
+    completion_env,
+    ctr_image_digests,
+    parse_table,
+)
 from integration.images import Archive
 from integration.registry_helpers import Skopeo
 from integration.testbed import CertAuthority, Containerd, HtpasswdAuth, Registry
@@ -247,12 +253,7 @@ def test_help_lists_global_options(pyctl: PyctlRunner) -> None:
 
 def complete(pyctl: PyctlRunner, words: list[str]) -> list[str]:
     """What bash completion offers for the last of ``words`` (``pyctl`` first)."""
-    env = {
-        "COMP_WORDS": shlex.join(words),
-        "COMP_CWORD": str(len(words) - 1),
-        "_PYCTL_COMPLETE": "bash_complete",
-    }
-    proc = line(pyctl, "", **env)
+    proc = line(pyctl, "", **completion_env(shlex.join(words)))
     assert proc.returncode == 0, proc.stderr
     return [ln.split(",", 1)[1] for ln in proc.stdout.splitlines()]
 
@@ -271,9 +272,7 @@ def test_completion_offers_global_options_after_the_command(
     # images completed from the namespace given after the command
     assert complete(pyctl, ["pyctl", "rmi", "--namespace", namespace, "busy"]) == ["busybox:latest"]
     # zsh and fish ask the same way
-    zsh = line(
-        pyctl, "", COMP_WORDS="pyctl pull --insec", COMP_CWORD="2", _PYCTL_COMPLETE="zsh_complete"
-    )
+    zsh = line(pyctl, "", **completion_env("pyctl pull --insec", "zsh"))
     assert zsh.stdout.splitlines()[:2] == ["plain", "--insecure-registry"]
     fish = line(
         pyctl,

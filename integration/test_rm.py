@@ -17,7 +17,7 @@ from integration.helpers import (
     wait_until,
 )
 from integration.images import Archive
-from integration.testbed import Containerd
+from integration.testbed import Containerd, alive
 
 
 def containers(containerd: Containerd, ns: str) -> set[str]:
@@ -36,14 +36,6 @@ def task_pid(containerd: Containerd, ns: str, cid: str) -> int:
         if fields[0] == cid:
             return int(fields[1])
     raise AssertionError(f"no task {cid}")
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][:1] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_rm_by_id_prefix_and_name_with_snapshots(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from integration.conftest import BUSYBOX_NAME, PyctlRunner
-from integration.helpers import assert_ok, header_re, parse_table, unique_id
+from integration.helpers import assert_ok, completion_env, header_re, parse_table, unique_id
 from integration.images import Archive
 from integration.testbed import Containerd
 
@@ -129,14 +129,7 @@ def test_version_flag(pyctl: PyctlRunner, flag: str) -> None:
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["images", "--help"]])
 def test_fast_paths_do_not_import_grpc(pyctl: PyctlRunner, args: list[str]) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "pyctl", *args],
-        capture_output=True,
-        text=True,
-        env=pyctl.env(),
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-    )
+    proc = pyctl(*args, env={"PYTHONPROFILEIMPORTTIME": "1"}, address=False, timeout=60)
     assert proc.returncode == 0, proc.stderr
     imported = [ln.rsplit("|", 1)[-1].strip() for ln in proc.stderr.splitlines() if "|" in ln]
     assert "click" in imported  # importtime output is there
@@ -164,12 +157,6 @@ def test_completion_scripts_match_committed_files(pyctl: PyctlRunner, shell: str
     assert out == committed, f"completions/pyctl.{shell} is stale: regenerate it"
 
 
-def _completion_env(words: str, shell: str = "bash") -> dict[str, str]:
-    """What the bash/zsh scripts pass: the words so far and the index of the current one."""
-    cword = len(words.split()) - (0 if words.endswith(" ") else 1)
-    return {"_PYCTL_COMPLETE": f"{shell}_complete", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
-
-
 def _candidates(proc: subprocess.CompletedProcess[str], shell: str = "bash") -> list[str]:
     out = assert_ok(proc)
     if shell == "bash":  # "plain,VALUE" lines
@@ -191,7 +178,7 @@ def _complete_all(
         procs = list(
             pool.map(
                 lambda r: pyctl(
-                    namespace=r[1], env={**_completion_env(r[0], shell), **(extra or {})}
+                    namespace=r[1], env={**completion_env(r[0], shell), **(extra or {})}
                 ),
                 requests,
             )

@@ -28,6 +28,7 @@ from integration.testbed import (
     HtpasswdAuth,
     Registry,
     TestbedError,
+    alive,
     mounts_under,
     remove_cgroups,
     skopeo,
@@ -245,7 +246,7 @@ def test_stop_kills_everything(busybox_image: Archive, crash: bool) -> None:
     finally:
         cd.stop()
     for pid in (shim, task_pid):
-        assert not _running(pid), f"pid {pid} survived stop()"
+        assert not alive(pid), f"pid {pid} survived stop()"
     assert mounts_under(cd.dir) == []
     assert not cd.dir.exists()
     remove_cgroups(ns)
@@ -263,14 +264,6 @@ def test_native_snapshotter(busybox_image: Archive) -> None:
         out = cd.ctr("run", "--rm", BUSYBOX_NAME, _cid(), "echo", "hello", namespace=ns).stdout
         assert out == "hello\n"
         cd.clean_namespace(ns)
-
-
-def _running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def test_multi_platform_index(

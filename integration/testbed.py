@@ -64,6 +64,7 @@ __all__ = [
     "Service",
     "TestbedError",
     "TokenAuth",
+    "alive",
     "bcrypt_hash",
     "free_port",
     "import_into",
@@ -275,12 +276,13 @@ def _wait_gone(pids: Sequence[int], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     left = list(pids)
     while left and time.monotonic() < deadline:
-        left = [p for p in left if _alive(p)]
+        left = [p for p in left if alive(p)]
         if left:
             time.sleep(0.02)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Process ``pid`` exists and is not a zombie."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from .testbed import Service
+from .testbed import Service, free_port
 
 __all__ = [
     "Access",
@@ -479,9 +479,7 @@ class TokenServer(BackgroundHTTPServer):
     def reserve_port(self) -> int:
         """Pick the port now (before :meth:`start`) so the realm is known early."""
         if not self.port:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind((self.bind_host, 0))
-                self.port = s.getsockname()[1]
+            self.port = free_port(self.bind_host)
             self.requested_port = self.port
         return self.port
 
