@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -46,7 +45,7 @@ from integration.testbed import (
     TestbedError,
     _tail,
     alive,
-    mounts_under,
+    bed_directory,
     remove_cgroups,
     run,
     unmount_all_under,
@@ -86,8 +85,7 @@ class DockerEngine(Service):
         dockerd: str = DOCKERD,
         docker: str = DOCKER,
     ) -> None:
-        self._own_dir = directory is None
-        self.dir = Path(directory or tempfile.mkdtemp(prefix="pyctl-docker-")).resolve()
+        self.dir, self._own_dir = bed_directory(directory, "pyctl-docker-")
         self.data_root = self.dir / "data"
         self.exec_root = self.dir / "exec"
         self.socket = self.dir / "docker.sock"
@@ -245,8 +243,7 @@ class DockerEngine(Service):
             shims = self.containerd.shim_pids()
             if shims:
                 problems.append(f"containerd shims still running: {shims}")
-        unmount_all_under(self.dir)
-        left = mounts_under(self.dir)
+        left = unmount_all_under(self.dir)
         if left:
             problems.append(f"still mounted: {left}")
         remove_cgroups(self.cgroup_parent)

@@ -66,6 +66,7 @@ __all__ = [
     "TokenAuth",
     "alive",
     "bcrypt_hash",
+    "bed_directory",
     "free_port",
     "import_into",
     "mounts_under",
@@ -210,17 +211,24 @@ def mounts_under(directory: str | os.PathLike[str]) -> list[str]:
 
 
 def unmount_all_under(directory: str | os.PathLike[str]) -> list[str]:
-    """Lazily unmount everything under ``directory``; returns what it unmounted."""
+    """Lazily unmount everything under ``directory``; returns what is still mounted there
+    (nothing, unless something refused)."""
     libc = ctypes.CDLL(None, use_errno=True)
-    done: list[str] = []
     for _ in range(5):  # stacked mounts need several passes
         mps = mounts_under(directory)
         if not mps:
             break
         for mp in mps:
-            if libc.umount2(mp.encode(), _MNT_DETACH) == 0:
-                done.append(mp)
-    return done
+            libc.umount2(mp.encode(), _MNT_DETACH)
+    return mounts_under(directory)
+
+
+def bed_directory(directory: str | os.PathLike[str] | None, prefix: str) -> tuple[Path, bool]:
+    """Where a piece of the bed lives: ``directory`` (resolved), or a new temporary directory
+    named ``prefix…``; and whether it was made here (then the piece removes it at the end)."""
+    if directory is None:
+        return Path(tempfile.mkdtemp(prefix=prefix)).resolve(), True
+    return Path(directory).resolve(), False
 
 
 # --- cgroups ---------------------------------------------------------------------------------
@@ -524,8 +532,7 @@ class Containerd(Service):
         binaries: ContainerdBinaries | None = None,
     ) -> None:
         self.binaries = binaries or ContainerdBinaries.find()
-        self._own_dir = directory is None
-        self.dir = Path(directory or tempfile.mkdtemp(prefix="pyctl-containerd-")).resolve()
+        self.dir, self._own_dir = bed_directory(directory, "pyctl-containerd-")
         self.root = self.dir / "root"
         self.state = self.dir / "state"
         self.address = str(self.dir / "containerd.sock")
@@ -773,8 +780,7 @@ disabled_plugins = {q(disabled)}
             _kill(pid)
         _wait_gone(shims, 5)
         # 4. mounts and files.
-        unmount_all_under(self.dir)
-        left = mounts_under(self.dir)
+        left = unmount_all_under(self.dir)
         if left:
             problems.append(f"still mounted: {left}")
         if self._own_dir:
@@ -961,7 +967,8 @@ def _past(expired: bool) -> tuple[_dt.datetime, _dt.datetime] | None:
 
 
 class CertAuthority:
-    """A throw-away CA (EC P-256 by default) writing PEM files into ``directory``."""
+    """A throw-away CA (EC P-256 by default) writing PEM files into ``directory``: its own
+    certificate and key as ``NAME.crt`` and ``NAME.key``, and those it issues."""
 
     def __init__(
         self,
@@ -970,6 +977,7 @@ class CertAuthority:
         common_name: str = "pyctl integration test CA",
         key_type: Literal["ec", "rsa"] = "ec",
         days: int = 30,
+        name: str = "ca",
     ) -> None:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes
@@ -980,13 +988,13 @@ class CertAuthority:
         self.key_type = key_type
         self.days = days
         self._key = self._new_key()
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         now = _dt.datetime.now(_dt.UTC)
         ski = x509.SubjectKeyIdentifier.from_public_key(self._key.public_key())
         self.cert = (
             x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
+            .subject_name(subject)
+            .issuer_name(subject)
             .public_key(self._key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - _dt.timedelta(days=1))
@@ -1009,8 +1017,8 @@ class CertAuthority:
             .add_extension(ski, critical=False)
             .sign(self._key, hashes.SHA256())
         )
-        self.cert_path = self.dir / "ca.crt"
-        self.key_path = self.dir / "ca.key"
+        self.cert_path = self.dir / f"{name}.crt"
+        self.key_path = self.dir / f"{name}.key"
         self._write(self.cert_path, self._cert_pem(self.cert))
         self._write(self.key_path, self._key_pem(self._key), private=True)
 
@@ -1048,6 +1056,11 @@ class CertAuthority:
     @property
     def pem(self) -> bytes:
         return self.cert_path.read_bytes()
+
+    @property
+    def key(self) -> Any:
+        """The CA's private key (a ``cryptography`` key object)."""
+        return self._key
 
     def _issue(
         self,
@@ -1183,17 +1196,10 @@ class RegistryAuth:
 
 
 @dataclass
-class HtpasswdAuth(RegistryAuth):
-    """Basic auth from an htpasswd file with bcrypt hashes."""
+class _UsersAuth(RegistryAuth):
+    """An auth scheme with users and passwords (``user``/``password``: the first one's)."""
 
     users: Mapping[str, str] = field(default_factory=lambda: {"testuser": "testpassword"})
-    realm: str = "pyctl-test-registry"
-    path: Path | None = None
-
-    def config(self, workdir: Path) -> dict[str, Any]:
-        self.path = workdir / "htpasswd"
-        self.path.write_text("".join(f"{u}:{bcrypt_hash(p)}\n" for u, p in self.users.items()))
-        return {"htpasswd": {"realm": self.realm, "path": str(self.path)}}
 
     @property
     def user(self) -> str:
@@ -1204,6 +1210,19 @@ class HtpasswdAuth(RegistryAuth):
     def password(self) -> str:
         return self.users[self.user]
 
+
+@dataclass
+class HtpasswdAuth(_UsersAuth):
+    """Basic auth from an htpasswd file with bcrypt hashes."""
+
+    realm: str = "pyctl-test-registry"
+    path: Path | None = None
+
+    def config(self, workdir: Path) -> dict[str, Any]:
+        self.path = workdir / "htpasswd"
+        self.path.write_text("".join(f"{u}:{bcrypt_hash(p)}\n" for u, p in self.users.items()))
+        return {"htpasswd": {"realm": self.realm, "path": str(self.path)}}
+
     def headers(self, user: str | None = None) -> dict[str, str]:
         import base64
 
@@ -1213,7 +1232,7 @@ class HtpasswdAuth(RegistryAuth):
 
 
 @dataclass
-class TokenAuth(RegistryAuth):
+class TokenAuth(_UsersAuth):
     """Bearer-token auth (``auth.token``) backed by a :class:`~integration.tokenserver.TokenServer`
     started and stopped with the registry (Harbor / Docker Hub style).
 
@@ -1226,7 +1245,6 @@ class TokenAuth(RegistryAuth):
     with ``registry:catalog:*`` and pull/push/delete on every repository already in the
     registry's storage; :meth:`token_headers` mints one for explicit scopes."""
 
-    users: Mapping[str, str] = field(default_factory=lambda: {"testuser": "testpassword"})
     permissions: Mapping[str, Mapping[str, str | Sequence[str]]] | None = None
     public_repos: Sequence[str] = ()
     anonymous: bool = True
@@ -1281,15 +1299,6 @@ class TokenAuth(RegistryAuth):
     @property
     def realm(self) -> str:
         return self._server().realm
-
-    @property
-    def user(self) -> str:
-        """The first user name."""
-        return next(iter(self.users))
-
-    @property
-    def password(self) -> str:
-        return self.users[self.user]
 
     def _stored_repos(self) -> list[str]:
         if self._workdir is None:
@@ -1371,8 +1380,7 @@ class Registry(Service):
         startup_timeout: float = 15.0,
         binary: str = DOCKER_REGISTRY,
     ) -> None:
-        self._own_dir = directory is None
-        self.dir = Path(directory or tempfile.mkdtemp(prefix="pyctl-registry-")).resolve()
+        self.dir, self._own_dir = bed_directory(directory, "pyctl-registry-")
         self.storage = self.dir / "storage"
         self.config_path = self.dir / "config.yml"
         self.log_path = self.dir / "registry.log"

@@ -43,7 +43,6 @@ import secrets
 import shutil
 import socket
 import ssl
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -52,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from .testbed import Service, free_port
+from .testbed import CertAuthority, Service, bed_directory, free_port
 
 __all__ = [
     "Access",
@@ -409,13 +408,9 @@ class TokenServer(BackgroundHTTPServer):
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
-        from cryptography.x509.oid import NameOID
+        from cryptography.hazmat.primitives import serialization
 
-        self._own_dir = directory is None
-        self.dir = Path(directory or tempfile.mkdtemp(prefix="pyctl-tokenserver-")).resolve()
+        self.dir, self._own_dir = bed_directory(directory, "pyctl-tokenserver-")
         self.dir.mkdir(parents=True, exist_ok=True)
         super().__init__(_TokenHandler, host=host, port=port, tls=tls)
         self.users: dict[str, str] = dict(users or {})
@@ -437,33 +432,15 @@ class TokenServer(BackgroundHTTPServer):
         self._refresh_tokens: dict[str, str] = {}  # refresh token -> user
         self._failures: list[tuple[int, dict[str, str]]] = []
 
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        # the signing key, with a self-signed certificate (the registry's rootcertbundle)
+        signer = CertAuthority(
+            self.dir, common_name="pyctl test token signer", key_type="rsa", name="token-signing"
+        )
+        self._key = signer.key
         self.key_id = libtrust_key_id(self._key.public_key())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pyctl test token signer")])
-        now = _dt.datetime.now(_dt.UTC)
-        self._cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self._key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _dt.timedelta(days=1))
-            .not_valid_after(now + _dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self._key, hashes.SHA256())
-        )
-        self._cert_der = self._cert.public_bytes(serialization.Encoding.DER)
-        self.cert_path = self.dir / "token-signing.crt"
-        self.cert_path.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
-        self.key_path = self.dir / "token-signing.key"
-        self.key_path.write_bytes(
-            self._key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        self.key_path.chmod(0o600)
+        self._cert_der = signer.cert.public_bytes(serialization.Encoding.DER)
+        self.cert_path = signer.cert_path
+        self.key_path = signer.key_path
 
     # --- lifecycle ---------------------------------------------------------------------------
 
