@@ -31,6 +31,8 @@ V2 = 'plugins."io.containerd.grpc.v1.cri"'
 def load_cri_config(path: str, *, required: bool = False) -> CriRegistryConfig:
     """The CRI registry settings of containerd's config at ``path`` and its imports."""
     return cri_registry_config(load_containerd_config(path, required=required))
+
+
 V3 = 'plugins."io.containerd.cri.v1.images"'
 
 
