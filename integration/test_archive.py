@@ -544,7 +544,7 @@ def test_a_corrupt_blob_is_refused_even_when_containerd_has_the_good_one(
     """containerd shares content between namespaces: a blob it holds elsewhere is taken into
     this namespace without the archive's bytes being sent, so its commit checks nothing; the
     archive's copy is checked all the same (a re-import into the same namespace too)."""
-    img = _single(busybox_image)
+    img = busybox_image.single
     layer = img.layers[-1]
     elsewhere = bed.more("holder")
     bed.containerd.import_image(busybox_image, namespace=elsewhere)  # the good layer is in
