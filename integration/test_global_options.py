@@ -215,6 +215,13 @@ def test_a_mistyped_command_gets_a_suggestion(pyctl: PyctlRunner) -> None:
     )
     proc = line(pyctl, "container prun")
     assert proc.returncode == 2 and "Did you mean 'prune'?" in proc.stderr, proc.stderr
+    # in a group too, whose commands load when they run
+    proc = line(pyctl, "image pul harbor.local/app:1")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2,
+        "",
+        "pyctl: error: No such command 'pul'. Did you mean 'pull'? (see 'pyctl image --help')\n",
+    )
 
 
 def test_help_lists_global_options(pyctl: PyctlRunner) -> None:

@@ -237,7 +237,26 @@ class PyctlCommand(_TakesGlobalOptions, click.Command):
         return super().invoke(ctx)
 
 
-class PyctlGroup(_TakesGlobalOptions, click.Group):
+class _SuggestingGroup(click.Group):
+    """A group whose commands load lazily; ``aliases`` maps other names to a command's own."""
+
+    aliases: dict[str, str]
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """click's, with "did you mean" for a mistyped command (`pyctl pul`, `pyctl image
+        pul`): click offers only the commands it has loaded, and these load lazily."""
+        name = args[0]
+        unknown = not name.startswith("-") and self.get_command(ctx, name) is None
+        if unknown and not ctx.resilient_parsing:
+            raise click.exceptions.NoSuchCommand(
+                name, possibilities=[*self.list_commands(ctx), *self.aliases], ctx=ctx
+            )
+        return super().resolve_command(ctx, args)
+
+
+class PyctlGroup(_TakesGlobalOptions, _SuggestingGroup):
     """A command group below the root (image, container, namespace). Keeps commands in the
     order they are added in `--help`; ``aliases`` maps other names (docker's and nerdctl's,
     e.g. ``list`` for ``ls``) to a command's own."""
@@ -329,7 +348,9 @@ _COMMAND_MODULES = {
 _ALIASES = {"ns": "namespace"}  # nerdctl's
 
 
-class RootGroup(click.Group):
+class RootGroup(_SuggestingGroup):
+    aliases = _ALIASES
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(_COMMAND_MODULES)
 
@@ -345,19 +366,6 @@ class RootGroup(click.Group):
             if command.name == cmd_name:
                 return command  # type: ignore[no-any-return]
         return None
-
-    def resolve_command(
-        self, ctx: click.Context, args: list[str]
-    ) -> tuple[str | None, click.Command | None, list[str]]:
-        """click's, with "did you mean" for a mistyped command (`pyctl pul`): click offers
-        the commands it has loaded, and these load lazily."""
-        name = args[0]
-        unknown = not name.startswith("-") and self.get_command(ctx, name) is None
-        if unknown and not ctx.resilient_parsing:
-            raise click.exceptions.NoSuchCommand(
-                name, possibilities=[*_COMMAND_MODULES, *_ALIASES], ctx=ctx
-            )
-        return super().resolve_command(ctx, args)
 
 
 def _root_options(f: Callable[..., Any]) -> Callable[..., Any]:
