@@ -125,9 +125,7 @@ def _ps(
     formatter = (
         None
         if quiet
-        else Formatter(
-            fmt, columns, fields=[*PS_HEADERS, "State", "Runtime"], headers=PS_HEADERS
-        )
+        else Formatter(fmt, columns, fields=[*PS_HEADERS, "State", "Runtime"], headers=PS_HEADERS)
     )
     if formatter is not None and formatter.uses("Size"):
         size = True

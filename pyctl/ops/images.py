@@ -36,6 +36,7 @@ from pyctl.results.images import Image, ImagePlatform
 
 CRI_PINNED_LABEL = "io.cri-containerd.pinned"
 
+
 def repo_tag(name: str) -> tuple[str, str]:
     """REPOSITORY and TAG of a record name as docker/nerdctl show them (``<none>`` if absent)."""
     repo, tag = parse_repo_tag(name)

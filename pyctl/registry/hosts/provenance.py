@@ -163,10 +163,7 @@ def tls_fix(entry: RegistryHost, lookup: HostsLookup | None, verified_by: str = 
             )
         if verified_by:
             target = os.path.join(entry.source, "ca.crt")
-            return (
-                f"certs.d directory {entry.source} applied: copy {verified_by} to {target}"
-                f"{does}"
-            )
+            return f"certs.d directory {entry.source} applied: copy {verified_by} to {target}{does}"
         return (
             f"certs.d directory {entry.source} applied and holds no *.crt: put the registry's "
             "CA there as ca.crt, or use --insecure-registry"
