@@ -89,10 +89,13 @@ def lazy_attribute(package: str, homes: dict[str, tuple[str, ...]], name: str) -
     """``name`` from the submodule of ``package`` that ``homes`` says holds it, imported
     now (the module ``__getattr__`` of packages that re-export without importing)."""
     import importlib
+    import sys
 
     for module, names in homes.items():
         if name in names:
-            return getattr(importlib.import_module(f"{package}.{module}"), name)
+            value = getattr(importlib.import_module(f"{package}.{module}"), name)
+            setattr(sys.modules[package], name, value)  # found directly from now on
+            return value
     raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
 

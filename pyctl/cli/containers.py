@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pyctl.cli.complete import complete_containers
-from pyctl.cli.main import App, PyctlGroup, command, confirm_prune
-from pyctl.errors import PyctlError
+from pyctl.cli.main import App, PyctlGroup, command, confirm_prune, fail_each
 
 if TYPE_CHECKING:
     from pyctl.results.containers import ContainerInfo
@@ -166,27 +165,18 @@ def _rm(app: App, containers: tuple[str, ...], force: bool) -> None:
     removed, errors = remove_containers(app.client(), containers, force=force)
     for cid in removed:
         click.echo(cid)
-    if errors:
-        for message in errors[:-1]:
-            click.echo(f"pyctl: error: {message}", err=True)
-        raise PyctlError(errors[-1])
+    fail_each(errors)
 
 
-def _rm_command(name: str) -> click.Command:
-    @command(name)
-    @click.argument("containers", nargs=-1, required=True, shell_complete=complete_containers)
-    @click.option(
-        "-f", "--force", is_flag=True, help="kill a running container (SIGKILL) and remove it"
-    )
-    @click.pass_obj
-    def run(app: App, containers: tuple[str, ...], force: bool) -> None:
-        """Remove one or more containers (by ID, ID prefix or name) and their snapshots."""
-        _rm(app, containers, force)
-
-    return run
-
-
-rm_cmd = _rm_command("rm")
+@command("rm")
+@click.argument("containers", nargs=-1, required=True, shell_complete=complete_containers)
+@click.option(
+    "-f", "--force", is_flag=True, help="kill a running container (SIGKILL) and remove it"
+)
+@click.pass_obj
+def rm_cmd(app: App, containers: tuple[str, ...], force: bool) -> None:
+    """Remove one or more containers (by ID, ID prefix or name) and their snapshots."""
+    _rm(app, containers, force)
 
 
 @command("prune")
@@ -215,7 +205,7 @@ def container_group() -> None:
 
 container_group.add_command(container_ls)
 container_group.add_lazy("inspect", "inspect", "container_inspect")
-container_group.add_command(_rm_command("rm"))
+container_group.add_command(rm_cmd)
 container_group.add_command(container_prune)
 container_group.aliases.update({"list": "ls", "remove": "rm"})
 

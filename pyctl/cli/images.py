@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pyctl.cli.complete import complete_images
-from pyctl.cli.main import App, PyctlGroup, command, confirm_prune
-from pyctl.errors import PyctlError
+from pyctl.cli.main import App, PyctlGroup, command, confirm_prune, fail_each
 
 if TYPE_CHECKING:
     from pyctl.results.images import Image, ImagePlatform
@@ -176,10 +175,7 @@ def _rmi(app: App, images: tuple[str, ...], force: bool) -> None:
     removed, errors = remove(app.client(), images, force=force)
     for name in removed:
         click.echo(f"Untagged: {name}")
-    if errors:
-        for message in errors[:-1]:
-            click.echo(f"pyctl: error: {message}", err=True)
-        raise PyctlError(errors[-1])
+    fail_each(errors)
 
 
 _rmi_args = [

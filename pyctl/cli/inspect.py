@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from pyctl.cli.complete import complete_containers, complete_images, complete_objects
-from pyctl.cli.main import App, command
+from pyctl.cli.main import App, command, fail_each
 from pyctl.errors import NotFoundError
 
 
@@ -46,9 +46,7 @@ def inspect_objects(app: App, names: tuple[str, ...], fmt: str | None, kind: str
         _render_inspect(found, fmt)
     if missing:
         what = {"image": "image", "container": "container"}.get(kind, "object")
-        for name in missing[:-1]:
-            click.echo(f'pyctl: error: no such {what}: "{name}"', err=True)
-        raise NotFoundError(f'no such {what}: "{missing[-1]}"')
+        fail_each([f'no such {what}: "{name}"' for name in missing], NotFoundError)
 
 
 _INSPECT_FIELDS = [

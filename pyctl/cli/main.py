@@ -447,6 +447,15 @@ def _print_traceback() -> None:
     traceback.print_exc()
 
 
+def fail_each(messages: Sequence[str], error: type[PyctlError] = PyctlError) -> None:
+    """Report every one of ``messages`` (errors about some of a command's arguments, after it
+    did the others) and fail with the last one; nothing when there are none."""
+    if messages:
+        for message in messages[:-1]:
+            _report(message, 1)
+        raise error(messages[-1])
+
+
 def _report(message: str, code: int) -> int:
     print(f"pyctl: error: {_one_line(message)}", file=sys.stderr)
     return code
