@@ -262,6 +262,24 @@ def test_basic_auth_and_a_refused_password() -> None:
         anonymous.resolve("latest")
 
 
+def test_a_401_without_a_challenge_is_not_retried_forever() -> None:
+    """A host whose Basic challenge is known, with no credentials for it, answering 401 with
+    no WWW-Authenticate: asked again at most as often as any 401 allows, then an error."""
+    challenge = {"WWW-Authenticate": 'Basic realm="r"'}
+
+    def handler(sent: Sent) -> Answer:
+        if len(fake.sent) > 20:
+            raise AssertionError("the same request over and over")
+        return 401, challenge if len(fake.sent) == 1 else {}, b""
+
+    r, fake = repo(handler)
+    with pytest.raises(RegistryError, match=r"no credentials for reg\.example"):
+        r.resolve("latest")  # learns the Basic challenge
+    with pytest.raises(RegistryError):
+        r.resolve("latest")
+    assert len(fake.sent) <= 4
+
+
 def test_basic_credentials_stay_off_plain_http() -> None:
     def handler(sent: Sent) -> Answer:
         return 401, {"WWW-Authenticate": 'Basic realm="r"'}, b""

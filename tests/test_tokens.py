@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pyctl.errors import PyctlError
@@ -69,6 +71,15 @@ def test_token_response_without_token(body: bytes) -> None:
 def test_token_response_invalid(body: bytes) -> None:
     with pytest.raises(PyctlError, match="invalid token response"):
         parse_token_response(body, 0)
+
+
+@pytest.mark.parametrize("token", ["secret\r\nX-Injected: 1", "secret\x00", "s\u00e9cret"])
+def test_a_token_that_cannot_be_a_header_is_refused_unseen(token: str) -> None:
+    with pytest.raises(PyctlError) as info:
+        parse_token_response(json.dumps({"token": token}).encode(), 0)
+    assert str(info.value) == (
+        "authorization server returned a token with control or non-ASCII characters"
+    )
 
 
 def test_token_repr_and_validity() -> None:

@@ -175,6 +175,7 @@ class RequestAuth:
         every scope the registry names refused as insufficient, is final."""
         if self.retries >= MAX_AUTH_RETRIES:
             return False
+        self.retries += 1  # every answer to a 401 spends one: a registry cannot loop us
         netloc = urlsplit(resp.url).netloc
         sent_auth = "Authorization" in resp.request.headers
         usable = [c for c in challenges(resp) if c.scheme in ("bearer", "basic")]
@@ -195,7 +196,6 @@ class RequestAuth:
             if wanted != self.extra:
                 self.extra = wanted
                 self.auth.remember_asked(self.host.host, self.scope, wanted)
-        self.retries += 1
         return not (chosen.scheme == "basic" and self.auth.credential(netloc) is None)
 
     def hint(self, resp: Response) -> str:

@@ -87,6 +87,11 @@ def parse_token_response(body: bytes, now: float) -> Token:
             break
     if token is None:
         raise PyctlError("authorization server did not include a token in the response")
+    if not token.isascii() or any(c < " " or c == "\x7f" for c in token):
+        # it could not be sent in a header, and the error saying so would show it
+        raise PyctlError(
+            "authorization server returned a token with control or non-ASCII characters"
+        )
     expires_in = data.get("expires_in")
     lifetime = DEFAULT_TOKEN_LIFETIME
     if (

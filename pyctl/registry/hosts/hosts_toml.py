@@ -136,7 +136,11 @@ def _parse_host_entry(
             raise bad(f"invalid header name {name!r}")
         for v in headers[name]:
             if any(c in v for c in "\r\n\x00") or not _latin1(v):
-                raise bad(f"invalid value {v!r} for header {name!r}")
+                # (the value itself is not shown: it may be a secret, an API key)
+                raise bad(
+                    f"invalid value for header {name!r}: a line break, NUL or a character "
+                    "outside Latin-1"
+                )
 
     dial_timeout: float | None = None
     raw_timeout = conf.get("dial_timeout", "")
