@@ -306,6 +306,34 @@ def test_token_server_refusal_names_the_registry() -> None:
     assert token_requests[1].headers["Authorization"] == Credential("u", "p").basic_authorization()
 
 
+def test_a_mirror_without_the_image_costs_one_request_and_is_explained_on_failure() -> None:
+    """Only when no endpoint has the image is each asked what exactly is missing."""
+    missing: Answer = (404, {}, b'{"errors": [{"code": "MANIFEST_UNKNOWN"}]}')
+    tags: Answer = (200, {}, b'{"name": "team/app", "tags": ["1"]}')
+
+    def handler(sent: Sent) -> Answer:
+        if sent.path.endswith("/tags/list"):
+            return tags
+        return missing if sent.netloc == "mirror.example" else FOUND
+
+    hosts = [endpoint("mirror.example"), endpoint()]
+    r, fake = repo(handler, hosts=hosts)
+    assert r.resolve("latest") == (
+        Descriptor(OCI_MANIFEST, DIGEST, 20),
+        hosts[1],
+    )
+    assert [(s.method, s.path) for s in fake.to("mirror.example")] == [
+        ("HEAD", "/v2/team/app/manifests/latest")
+    ]
+    r, fake = repo(lambda sent: tags if sent.path.endswith("/tags/list") else missing, hosts=hosts)
+    with pytest.raises(RegistryError) as info:
+        r.resolve("latest")
+    assert str(info.value) == (
+        "tag latest not found in repository team/app at https://mirror.example (its tags: 1); "
+        "tag latest not found in repository team/app at https://reg.example (its tags: 1)"
+    )
+
+
 # --- retries ---------------------------------------------------------------------------------
 
 

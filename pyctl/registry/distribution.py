@@ -171,37 +171,50 @@ class Repository:
             raise RegistryError(
                 f"no endpoint of {self.ref_host} can resolve tags (check its hosts.toml)"
             )
-        errors: list[tuple[int, RegistryError]] = []
+        errors: list[tuple[int, RegistryError, RegistryHost]] = []
         for host in candidates:
             try:
-                desc = self.resolve_at(host, reference)
+                # a mirror without the image is common: what exactly is missing there is
+                # asked only if no endpoint has it
+                desc = self.resolve_at(host, reference, explain=False)
             except RegistryNotFound as exc:
-                errors.append((2, exc))
+                errors.append((2, exc, host))
                 continue
             except RegistryUnreachable as exc:
-                errors.append((1, exc))
+                errors.append((1, exc, host))
                 continue
             except RegistryError as exc:
-                errors.append((3, exc))
+                errors.append((3, exc, host))
                 continue
             return desc, host
         worst = max(errors, key=lambda e: e[0])
-        if worst[0] == 2:  # not found where it was asked (others unreachable): say each
-            text = "; ".join(e.message for _, e in errors)
-            raise RegistryNotFound(text, 404, worst[1].code)
-        raise worst[1]
+        if worst[0] != 2:
+            raise worst[1]
+        # not found where it was asked (others unreachable): say what is missing at each
+        said = []
+        for rank, error, host in errors:
+            if rank == 2:
+                try:
+                    return self.resolve_at(host, reference), host  # (pushed meanwhile)
+                except RegistryError as explained:
+                    error = explained
+            said.append(error.message)
+        raise RegistryNotFound("; ".join(said), 404, worst[1].code)
 
-    def resolve_at(self, host: RegistryHost, reference: str) -> Descriptor:
+    def resolve_at(self, host: RegistryHost, reference: str, *, explain: bool = True) -> Descriptor:
         """Tag or digest → descriptor at endpoint ``host`` alone; a 404 says what is missing
-        there (:meth:`_not_found`)."""
+        there (:meth:`_not_found`), unless ``explain`` is False (one request fewer)."""
         url = self.url(host, "manifests", reference)
         headers = {"Accept": MANIFEST_ACCEPT}
         resp = self.request("HEAD", host, url, headers=headers)
-        if resp.status_code in (403, 404, 405):
+        if resp.status_code in (403, 405) or (resp.status_code == 404 and explain):
             # HEAD answers carry no body: a GET says why (which of repository or tag is
             # missing, what was denied)
             resp = self.request("GET", host, url, headers=headers)
         if resp.status_code == 404:
+            if not explain:
+                where = urlunsplit((*urlsplit(resp.url)[:2], "", "", ""))
+                raise RegistryNotFound(f"{reference} not found at {where}", 404, "NOT_FOUND")
             raise self._not_found(host, resp, reference)
         if resp.status_code >= 400:
             raise resp.error()
