@@ -26,7 +26,7 @@ from pyctl.registry.credentials import Credential
 from pyctl.registry.credentials.keys import DOCKER_HUB_KEY, auth_key
 from pyctl.registry.hosts.containerd_config import ContainerdConfig
 from pyctl.registry.hosts.golang import split_host_port
-from pyctl.registry.hosts.model import registry_endpoint_hosts
+from pyctl.registry.hosts.model import endpoint_credential, registry_endpoint_hosts
 from pyctl.registry.store import RegistryDestination, RegistrySource
 from pyctl.results.check import CheckVerdict, EndpointCheck, Finding, HostsCheck, Severity
 from pyctl.results.images import PullResult, PushResult
@@ -322,23 +322,22 @@ def explain_hosts(rc: RegistryConfig, arg: str) -> dict[str, Any]:
     host = hosts_target(arg)[0]
     endpoints = rc.hosts(host)
 
+    found: dict[str, Credential | str | None] = {}
+
     def lookup(name: str) -> Credential | str | None:
         # `hosts` explains: a broken credential helper is part of the answer, not a failure
-        try:
-            return rc.credential(name)
-        except PyctlError as exc:
-            return f"unavailable: {exc}"
+        if name not in found:
+            try:
+                found[name] = rc.credential(name)
+            except PyctlError as exc:
+                found[name] = f"unavailable: {exc}"
+        return found[name]
 
-    cred_here = lookup(host)
     own = registry_endpoint_hosts(host, endpoints)
     out: list[dict[str, Any]] = []
     for i, h in enumerate(endpoints, 1):
         request_host = h.host
-        cred: Credential | str | None
-        if request_host not in own:  # a mirror: only what is stored for the mirror
-            cred = lookup(request_host)
-        else:
-            cred = cred_here or (lookup(request_host) if request_host != host else None)
+        cred = endpoint_credential(host, request_host, own, lookup)
         out.append(
             {
                 "Order": i,

@@ -19,7 +19,11 @@ from urllib.parse import urlsplit
 from pyctl.errors import RegistryError
 from pyctl.registry.challenge import Challenge, parse_www_authenticate
 from pyctl.registry.credentials import Credential
-from pyctl.registry.hosts.model import RegistryHost, registry_endpoint_hosts
+from pyctl.registry.hosts.model import (
+    RegistryHost,
+    endpoint_credential,
+    registry_endpoint_hosts,
+)
 from pyctl.registry.hosts.provenance import Provenance
 from pyctl.registry.tokens import (
     Scope,
@@ -76,11 +80,7 @@ class Authenticator:
         with self._lock:
             if netloc in self._creds:
                 return self._creds[netloc]
-        cred = None
-        if netloc in self._own:
-            cred = self.keychain(self.ref_host)
-        if cred is None and netloc != self.ref_host:
-            cred = self.keychain(netloc)
+        cred = endpoint_credential(self.ref_host, netloc, self._own, self.keychain)
         with self._lock:
             self._creds[netloc] = cred
         return cred

@@ -5,10 +5,13 @@ shares."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from pyctl.registry.hosts import golang
+
+T = TypeVar("T")
 
 CAPABILITIES = ("pull", "resolve", "push", "referrers")
 ALL_CAPABILITIES: frozenset[str] = frozenset(CAPABILITIES)
@@ -134,6 +137,18 @@ def registry_endpoint_hosts(ref_host: str, hosts: Sequence[RegistryHost]) -> fro
     if ref == DOCKER_HUB:
         out.add(DOCKER_HUB_REGISTRY)
     return frozenset(out)
+
+
+def endpoint_credential(
+    ref_host: str, netloc: str, own: frozenset[str], lookup: Callable[[str], T]
+) -> T | None:
+    """What a request to endpoint ``netloc`` authenticates with, ``lookup`` finding what is
+    stored for a host: the registry's own hosts (``own``, :func:`registry_endpoint_hosts`)
+    use the registry's credentials, then their own; a mirror only its own."""
+    cred = lookup(ref_host) if netloc in own else None
+    if cred is None and netloc != ref_host:
+        cred = lookup(netloc)
+    return cred
 
 
 def sources_text(files: Sequence[str]) -> str:
