@@ -36,8 +36,8 @@ class HostsLookup:
         return cls(host, tuple(dirs), applied, () if applied else _near_misses(host, dirs))
 
 
-def _dir_host(name: str) -> str:
-    """The registry host a directory name stands for (``HOST_PORT_`` is ``HOST:PORT``)."""
+def dir_host(name: str) -> str:
+    """The registry host a hosts directory entry stands for (``HOST_PORT_`` is ``HOST:PORT``)."""
     if name.endswith("_") and name.count("_") >= 2:
         head, _, port = name[:-1].rpartition("_")
         if port.isdigit():
@@ -57,7 +57,7 @@ def _near_misses(host: str, dirs: Sequence[str]) -> tuple[tuple[str, str], ...]:
         except OSError:
             continue
         for entry in entries:
-            meant = _dir_host(entry)
+            meant = dir_host(entry)
             if meant != host and entry != DEFAULT_DIR and split_host_port(meant)[0] == name:
                 out.append((os.path.join(root, entry), meant))
     return tuple(out)
@@ -68,11 +68,6 @@ def near_misses(ref_host: str, dirs: Sequence[str]) -> tuple[tuple[str, str], ..
     name with another port or none — whether or not a directory applied (see
     :class:`HostsLookup` for the near misses of a lookup that found nothing)."""
     return _near_misses(canonical_ref_host(ref_host), dirs)
-
-
-def dir_host(name: str) -> str:
-    """The registry host a hosts directory entry stands for (``HOST_PORT_`` is ``HOST:PORT``)."""
-    return _dir_host(name)
 
 
 def _kind(entry: RegistryHost) -> str:
