@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyctl.errors import ConfigError, InvalidArgumentError
 
@@ -29,8 +28,7 @@ def user_config_path() -> str:
     return os.path.join(base, "pyctl", "pyctl.toml")
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     address: str = DEFAULT_ADDRESS
     namespace: str = DEFAULT_NAMESPACE
     snapshotter: str = DEFAULT_SNAPSHOTTER
@@ -40,7 +38,7 @@ class Settings:
     debug: bool = False
     config_file: str | None = None
     # Where each value came from ("flag", "env", "config", "default"); for `info` and tests.
-    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    sources: Mapping[str, str] = {}
 
 
 # key -> (python type, environment variable or None)

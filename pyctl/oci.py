@@ -9,9 +9,8 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyctl.errors import PyctlError
 
@@ -94,8 +93,7 @@ def _shown(text: str, limit: int = 80) -> str:
 # Platforms -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, order=True)
-class Platform:
+class Platform(NamedTuple):
     os: str
     architecture: str
     variant: str = ""
@@ -206,12 +204,11 @@ def platform_rank(want: Platform, have: Platform) -> int:
 # Descriptors and documents ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Descriptor:
+class Descriptor(NamedTuple):
     media_type: str
     digest: str
     size: int
-    annotations: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = {}
     platform: Platform | None = None
     urls: tuple[str, ...] = ()
 
@@ -290,11 +287,10 @@ def _load_json(data: bytes, what: str) -> dict[str, Any]:
     return doc
 
 
-@dataclass(frozen=True)
-class Index:
+class Index(NamedTuple):
     media_type: str
     manifests: tuple[Descriptor, ...]
-    annotations: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = {}
 
     @classmethod
     def parse(cls, data: bytes, media_type: str = OCI_INDEX) -> Index:
@@ -309,12 +305,11 @@ class Index:
         )
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(NamedTuple):
     media_type: str
     config: Descriptor
     layers: tuple[Descriptor, ...]
-    annotations: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = {}
 
     @classmethod
     def parse(cls, data: bytes, media_type: str = OCI_MANIFEST) -> Manifest:
@@ -335,8 +330,7 @@ class Manifest:
         return [self.config, *self.layers]
 
 
-@dataclass(frozen=True)
-class ImageConfig:
+class ImageConfig(NamedTuple):
     """The parts of an image config JSON pyctl uses, plus the raw document."""
 
     platform: Platform

@@ -16,7 +16,7 @@ Grammar (distribution/reference ``regexp.go``)::
 
 Public API::
 
-    Reference(domain, path, tag=None, digest=None)      frozen dataclass
+    Reference(domain, path, tag=None, digest=None)      immutable (a NamedTuple)
         .name, .familiar_name, .familiar(), str(ref)
     parse(s) -> Reference                   strict Parse (no normalization)
     parse_normalized_named(s) -> Reference  ParseNormalizedNamed (docker.io/library/...)
@@ -37,7 +37,7 @@ Decisions:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pyctl.errors import InvalidReferenceError
 from pyctl.oci import is_digest
@@ -107,8 +107,7 @@ _HEX_LOWER_RE = re.compile(r"[a-f0-9]+", re.ASCII)
 # --- the reference value ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(NamedTuple):
     """A parsed image reference.
 
     ``domain`` is empty for strictly parsed names without a domain and for digest-only

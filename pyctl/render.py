@@ -58,9 +58,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pyctl.errors import FormatError
 
@@ -340,20 +339,17 @@ _KEYWORDS = frozenset(
 _SUPPORTED = "supported: {{.Field}}, {{json .}}, {{json .Field}}"
 
 
-@dataclass(frozen=True)
-class _Literal:
+class _Literal(NamedTuple):
     text: str
 
 
-@dataclass(frozen=True)
-class _Field:
+class _Field(NamedTuple):
     name: str
     as_json: bool
 
 
-@dataclass(frozen=True)
 class _WholeJSON:
-    pass
+    """``{{json .}}``: the whole row as JSON."""
 
 
 _Node = _Literal | _Field | _WholeJSON

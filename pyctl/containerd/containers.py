@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 
@@ -18,8 +17,7 @@ from pyctl.containerd.client import Client, ContainerdError, timestamp
 TASK_STATUS = {0: "unknown", 1: "created", 2: "running", 3: "stopped", 4: "paused", 5: "pausing"}
 
 
-@dataclass(frozen=True)
-class Task:
+class Task(NamedTuple):
     id: str
     pid: int
     status: str
@@ -27,8 +25,7 @@ class Task:
     exited_at: datetime | None
 
 
-@dataclass(frozen=True)
-class Container:
+class Container(NamedTuple):
     id: str
     image: str
     labels: Mapping[str, str]
@@ -36,7 +33,7 @@ class Container:
     snapshotter: str
     snapshot_key: str
     created_at: datetime | None
-    spec: Mapping[str, Any] = field(default_factory=dict)
+    spec: Mapping[str, Any] = {}
 
     @property
     def command(self) -> str:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyctl._api.services.images.v1 import images_pb2
 from pyctl._api.types import descriptor_pb2
@@ -13,11 +12,10 @@ from pyctl.containerd.client import Client, ContainerdAlreadyExists, ContainerdN
 from pyctl.oci import Descriptor
 
 
-@dataclass(frozen=True)
-class ImageRecord:
+class ImageRecord(NamedTuple):
     name: str
     target: Descriptor
-    labels: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = {}
     created_at: datetime | None = None
     updated_at: datetime | None = None
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
-from pyctl._api.services.diff.v1 import diff_pb2
 from pyctl._api.services.snapshots.v1 import snapshots_pb2
 from pyctl._api.types import descriptor_pb2
 from pyctl.containerd import content
@@ -24,8 +23,7 @@ def gc_snapshot_label(snapshotter: str) -> str:
     return f"containerd.io/gc.ref.snapshot.{snapshotter}"
 
 
-@dataclass(frozen=True)
-class SnapshotInfo:
+class SnapshotInfo(NamedTuple):
     name: str
     parent: str
     kind: int
@@ -85,6 +83,8 @@ def unpack_layer(
     chain_id: str,
 ) -> bool:
     """Apply one layer on top of ``parent`` as snapshot ``chain_id``. False if it existed."""
+    from pyctl._api.services.diff.v1 import diff_pb2  # unpacking only: not for listings
+
     labels = {SNAPSHOT_REF_LABEL: chain_id}
     for _attempt in range(3):
         key = f"extract-{random_id()} {chain_id}"

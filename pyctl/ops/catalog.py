@@ -7,8 +7,8 @@ and config blob read once (concurrently), then every snapshot's usage in one con
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from pyctl.containerd import content, images, snapshots
 from pyctl.containerd.client import Client
@@ -33,8 +33,7 @@ _HEX = frozenset("0123456789abcdef")
 CRI_NAMESPACE = "k8s.io"
 
 
-@dataclass(frozen=True)
-class PlatformImage:
+class PlatformImage(NamedTuple):
     """One platform of an image whose manifest, config and layers are all present locally."""
 
     platform: Platform
@@ -45,11 +44,14 @@ class PlatformImage:
     chain: tuple[str, ...]
 
 
-@dataclass
 class ResolvedImage:
-    record: ImageRecord
-    platforms: list[PlatformImage] = field(default_factory=list)
-    size: int = 0  # unpacked size of the default platform
+    """An image record with the platforms present locally, and (set later) the unpacked size
+    of its default platform."""
+
+    def __init__(self, record: ImageRecord, platforms: list[PlatformImage]) -> None:
+        self.record = record
+        self.platforms = platforms
+        self.size = 0
 
     @property
     def id(self) -> str:

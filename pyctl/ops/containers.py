@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -176,14 +175,14 @@ def _with_sizes(client: Client, c: Container, info: ContainerInfo) -> ContainerI
     from pyctl.containerd import snapshots
 
     if not c.snapshot_key or not c.snapshotter:
-        return replace(info, size=0)  # no snapshot of its own
+        return info._replace(size=0)  # no snapshot of its own
     chain: list[str] = [c.snapshot_key]
     stat = snapshots.stat(client, c.snapshotter, c.snapshot_key)
     while stat is not None and stat.parent:
         chain.append(stat.parent)
         stat = snapshots.stat(client, c.snapshotter, stat.parent)
     usage = snapshots.usage_sizes(client, c.snapshotter, chain)
-    return replace(info, size=usage.get(c.snapshot_key, 0), virtual_size=sum(usage.values()))
+    return info._replace(size=usage.get(c.snapshot_key, 0), virtual_size=sum(usage.values()))
 
 
 def find_containers(ctrs: Sequence[Container], query: str) -> list[Container]:

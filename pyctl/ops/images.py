@@ -5,9 +5,8 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyctl.containerd import images
 from pyctl.containerd.client import Client, ContainerdNotFound
@@ -46,8 +45,7 @@ def repo_tag(name: str) -> tuple[str, str]:
 # filters ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ImageFilter:
+class ImageFilter(NamedTuple):
     key: str
     value: str
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class ContainerInfo:
+class ContainerInfo(NamedTuple):
     """A container and its task, as `ps` sees them."""
 
     id: str
@@ -20,7 +19,7 @@ class ContainerInfo:
     exit_code: int | None  # when exited
     exited_at: datetime | None
     pid: int  # 0 without a running task
-    labels: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = {}
     runtime: str = ""
     snapshotter: str = ""
     ports: tuple[str, ...] = ()  # HOSTIP:PORT->PORT/PROTO, from nerdctl's label
@@ -28,9 +27,8 @@ class ContainerInfo:
     virtual_size: int | None = None  # image layers + writable layer
 
 
-@dataclass(frozen=True)
-class NamespaceInfo:
+class NamespaceInfo(NamedTuple):
     name: str
     containers: int
     images: int  # as `images` counts them (the CRI plugin's extra records folded)
-    labels: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = {}

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from pyctl.reference import Reference
 
 
-@dataclass(frozen=True)
-class ImagePlatform:
+class ImagePlatform(NamedTuple):
     """One platform of an image whose manifest, config and layers are all present."""
 
     platform: str  # os/arch[/variant]
@@ -23,8 +21,7 @@ class ImagePlatform:
     blob_size: int  # bytes of manifest, config and layers
 
 
-@dataclass(frozen=True)
-class Image:
+class Image(NamedTuple):
     """An image record: a name and the descriptor it points to."""
 
     name: str  # full, normalized: docker.io/library/busybox:latest
@@ -32,7 +29,7 @@ class Image:
     media_type: str
     target_size: int
     created: datetime | None  # built (this machine's platform), else when the record was made
-    labels: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = {}
     platforms: tuple[ImagePlatform, ...] = ()  # present locally
     config_digest: str = ""  # this machine's platform's ("" when none is present)
     size: int = 0  # this machine's platform unpacked
@@ -60,8 +57,7 @@ class Image:
             return None
 
 
-@dataclass(frozen=True)
-class PullResult:
+class PullResult(NamedTuple):
     reference: str  # the full, normalized name the image got
     digest: str
     written: int  # blobs fetched
@@ -69,8 +65,7 @@ class PullResult:
     unpacked: tuple[str, ...]  # platforms unpacked
 
 
-@dataclass(frozen=True)
-class PushResult:
+class PushResult(NamedTuple):
     reference: str
     tag: str
     digest: str
@@ -80,8 +75,7 @@ class PushResult:
     existing: int
 
 
-@dataclass(frozen=True)
-class Imported:
+class Imported(NamedTuple):
     """An image record an import made."""
 
     name: str
