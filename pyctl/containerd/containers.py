@@ -33,26 +33,48 @@ class Container(NamedTuple):
     snapshotter: str
     snapshot_key: str
     created_at: datetime | None
-    spec: Mapping[str, Any] = {}
+    process: Mapping[str, Any] = {}  # the runtime spec's "process" object
+
+    @property
+    def args(self) -> list[str]:
+        args = self.process.get("args") or []
+        return [str(a) for a in args] if isinstance(args, list) else []
 
     @property
     def command(self) -> str:
-        process = self.spec.get("process") or {}
-        if not isinstance(process, dict):
-            return ""
-        args = process.get("args") or []
-        line = process.get("commandLine") or ""
-        return (str(line) + " ".join(str(a) for a in args)).strip()
+        line = self.process.get("commandLine") or ""
+        return (str(line) + " ".join(self.args)).strip()
 
 
-def _spec(any_msg: Any) -> Mapping[str, Any]:
-    if not any_msg.value:
+_GO_SPEC_HEAD = '{"ociVersion":'
+
+
+def spec_process(raw: bytes) -> Mapping[str, Any]:
+    """The ``process`` object of a runtime spec (JSON); empty when there is none.
+
+    Only that object is decoded when the spec starts as Go's encoding/json writes
+    ``specs.Spec`` (``{"ociVersion":"…","process":{``), as every containerd client's does: the
+    rest of a spec (mounts, namespaces, masked paths) is most of its bytes, and ``ps`` reads
+    hundreds of them. Any other spec is decoded whole.
+    """
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
         return {}
     try:
-        spec = json.loads(any_msg.value)
+        if text.startswith(_GO_SPEC_HEAD):
+            version, end = _DECODER.raw_decode(text, len(_GO_SPEC_HEAD))
+            if isinstance(version, str) and text.startswith(',"process":', end):
+                process, _ = _DECODER.raw_decode(text, end + len(',"process":'))
+                return process if isinstance(process, dict) else {}
+        spec = _DECODER.decode(text)
     except ValueError:
         return {}
-    return spec if isinstance(spec, dict) else {}
+    process = spec.get("process") if isinstance(spec, dict) else None
+    return process if isinstance(process, dict) else {}
+
+
+_DECODER = json.JSONDecoder()
 
 
 def _container(msg: Any) -> Container:
@@ -64,7 +86,7 @@ def _container(msg: Any) -> Container:
         snapshotter=msg.snapshotter,
         snapshot_key=msg.snapshot_key,
         created_at=timestamp(msg.created_at),
-        spec=_spec(msg.spec),
+        process=spec_process(msg.spec.value) if msg.spec.value else {},
     )
 
 

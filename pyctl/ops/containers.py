@@ -209,8 +209,7 @@ def inspect_containers(client: Client, queries: Sequence[str]) -> tuple[list[Any
         info = container_info(c, t)
         state = info.state
         status = container_status(state, info.exit_code, info.exited_at)
-        process = c.spec.get("process") or {}
-        args = list(process.get("args") or []) if isinstance(process, dict) else []
+        args = c.args
         out.append(
             {
                 "Id": c.id,
@@ -232,9 +231,9 @@ def inspect_containers(client: Client, queries: Sequence[str]) -> tuple[list[Any
                 "Config": {
                     "Labels": dict(c.labels),
                     "Image": c.image,
-                    "Env": list(process.get("env") or []) if isinstance(process, dict) else [],
+                    "Env": list(c.process.get("env") or []),
                     "Cmd": args,
-                    "WorkingDir": process.get("cwd", "") if isinstance(process, dict) else "",
+                    "WorkingDir": c.process.get("cwd", ""),
                 },
                 "StatusText": status,
             }
