@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from pyctl.registry.connect import RegistryConfig
     from pyctl.results.check import HostsCheck
     from pyctl.results.containers import ContainerInfo, NamespaceInfo
-    from pyctl.results.images import Image, Imported, PullResult, PushResult
+    from pyctl.results.images import Image
+    from pyctl.results.transfers import Imported, PullResult, PushResult
 
 ProgressCallback = Callable[[str, int, int], None]
 """``progress(digest, bytes_done, bytes_total)``, called as a blob moves (from any thread)."""

@@ -92,16 +92,25 @@ _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}
 _REFERENCE_RE = re.compile(rf"({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?", re.ASCII)
 _ANCHORED_NAME_RE = re.compile(rf"(?:({_DOMAIN_AND_PORT})/)?({_REMOTE_NAME})", re.ASCII)
 
-#: A digest string per the reference grammar (algorithm ":" 32+ hex). Use with fullmatch().
-DIGEST_RE = re.compile(_DIGEST, re.ASCII)
 #: A full image ID: exactly 64 lowercase hex characters. Use with fullmatch().
 IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}", re.ASCII)
+#: A digest string per the reference grammar (algorithm ":" 32+ hex). Use with fullmatch().
+DIGEST_RE: re.Pattern[str]
 #: A tag. Use with fullmatch().
-TAG_RE = re.compile(_TAG, re.ASCII)
+TAG_RE: re.Pattern[str]
+_LAZY_PATTERNS = {"DIGEST_RE": _DIGEST, "TAG_RE": _TAG}  # compiled at first use, not every start
+
+
+def __getattr__(name: str) -> re.Pattern[str]:
+    if name not in _LAZY_PATTERNS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    pattern = globals()[name] = re.compile(_LAZY_PATTERNS[name], re.ASCII)
+    return pattern
+
 
 # Registered digest algorithms -> length of the hex encoding.
 _DIGEST_ALGORITHMS: dict[str, int] = {"sha256": 64}
-_HEX_LOWER_RE = re.compile(r"[a-f0-9]+", re.ASCII)
+_LOWER_HEX = frozenset("0123456789abcdef")
 
 
 # --- the reference value ---------------------------------------------------------------------
@@ -177,12 +186,12 @@ def _digest_problem(d: str) -> str | None:
     algorithm, encoded = d[:i], d[i + 1 :]
     size = _DIGEST_ALGORITHMS.get(algorithm)
     if size is None:
-        if DIGEST_RE.fullmatch(d) is None:
+        if re.fullmatch(_DIGEST, d, re.ASCII) is None:
             return ERR_DIGEST_INVALID_FORMAT
         return ERR_DIGEST_UNSUPPORTED
     if len(encoded) != size:
         return ERR_DIGEST_INVALID_LENGTH
-    if _HEX_LOWER_RE.fullmatch(encoded) is None:
+    if not _LOWER_HEX.issuperset(encoded):  # (never empty: its length was checked)
         return ERR_DIGEST_INVALID_FORMAT
     return None
 

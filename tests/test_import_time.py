@@ -38,3 +38,26 @@ def test_import_pyctl_imports_neither_grpc_nor_click() -> None:
     top = set(_imported("-c", "import pyctl"))
     assert "pyctl" in top
     assert not top & {"grpc", "google", "click", "urllib3"}, sorted(top)
+
+
+def test_the_short_commands_define_no_dataclasses() -> None:
+    """What `images` and `ps` import defines its records as NamedTuples (a frozen dataclass
+    costs ~5M instructions to define, at every start), and nothing the transfers need."""
+    modules = [
+        "pyctl.cli.images",
+        "pyctl.ops.images",
+        "pyctl.cli.containers",
+        "pyctl.ops.containers",
+        "pyctl.config",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {', '.join(modules)}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    full = {ln.rsplit("|", 1)[-1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
+    assert set(modules) <= full
+    unwanted = {"dataclasses", "pyctl.results.transfers", "pyctl._api.services.diff.v1.diff_pb2"}
+    assert not full & unwanted, sorted(full & unwanted)

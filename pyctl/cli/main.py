@@ -186,9 +186,19 @@ def global_flags(ctx: click.Context) -> dict[str, Any]:
 
 class _TakesGlobalOptions:
     """Mixin for commands and groups below the root: adds the global options and, before the
-    command runs, hands the ones given after the command to the app's settings."""
+    command runs, hands the ones given after the command to the app's settings.
+
+    The global options are made when click first asks for the command's parameters, so only
+    the commands a run parses, completes or documents pay for them (eight options each, for
+    every command of a module the run imports)."""
 
     params: list[click.Parameter]
+    _globals_added = False
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if not self._globals_added:
+            self._add_global_options()
+        return super().get_params(ctx)  # type: ignore[misc,no-any-return]
 
     def _add_global_options(self) -> None:
         taken = {opt for p in self.params for opt in (*p.opts, *p.secondary_opts)}
@@ -198,6 +208,7 @@ class _TakesGlobalOptions:
         if clash:
             raise TypeError(f"command parameter names clash with global options: {clash}")
         self.params.extend(options)
+        self._globals_added = True
 
     def _absorb_global_options(self, ctx: click.Context) -> App:
         app = app_of(ctx)
@@ -210,7 +221,7 @@ class _TakesGlobalOptions:
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         own: list[tuple[str, str]] = []
         shared: list[tuple[str, str]] = []
-        for param in self.get_params(ctx):  # type: ignore[attr-defined]
+        for param in self.get_params(ctx):
             record = param.get_help_record(ctx)
             if record is not None and not isinstance(param, click.Argument):
                 (shared if isinstance(param, GlobalOption) else own).append(record)
@@ -224,10 +235,6 @@ class _TakesGlobalOptions:
 
 class PyctlCommand(_TakesGlobalOptions, click.Command):
     """Every pyctl command: takes the global options after its name too (nerdctl's habit)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._add_global_options()
 
     def invoke(self, ctx: click.Context) -> Any:
         global _debug
@@ -267,7 +274,6 @@ class PyctlGroup(_TakesGlobalOptions, _SuggestingGroup):
         # name -> (pyctl.cli module, attribute): commands imported only when they run
         self.lazy: dict[str, tuple[str, str]] = {}
         self._order: list[str] = []  # help order: as added, loaded or lazy
-        self._add_global_options()
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
         super().add_command(cmd, name)

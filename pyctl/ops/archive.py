@@ -23,7 +23,7 @@ from pyctl.containerd.store import SOURCE_LABEL_PREFIX, ContainerdStore
 from pyctl.copy import NoProgress, Plan, PlatformFilter, Progress, copy, default_filter, plan
 from pyctl.errors import PyctlError
 from pyctl.oci import Descriptor, Index, Platform, host_platform, is_index, is_manifest
-from pyctl.results.images import Imported
+from pyctl.results.transfers import Imported
 
 # import -----------------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from pyctl.registry.hosts.golang import split_host_port
 from pyctl.registry.hosts.model import endpoint_credential, registry_endpoint_hosts
 from pyctl.registry.store import RegistryDestination, RegistrySource
 from pyctl.results.check import CheckVerdict, EndpointCheck, Finding, HostsCheck, Severity
-from pyctl.results.images import PullResult, PushResult
+from pyctl.results.transfers import PullResult, PushResult
 
 
 def _ref(text: str, verb: str) -> Reference:

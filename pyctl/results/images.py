@@ -1,4 +1,4 @@
-"""Images: what `images`, `pull`, `push` and `import` return."""
+"""Images: what `images` and `inspect` return."""
 
 from __future__ import annotations
 
@@ -55,29 +55,3 @@ class Image(NamedTuple):
             return parse_docker_ref(self.name)
         except InvalidReferenceError:
             return None
-
-
-class PullResult(NamedTuple):
-    reference: str  # the full, normalized name the image got
-    digest: str
-    written: int  # blobs fetched
-    existing: int  # blobs containerd had
-    unpacked: tuple[str, ...]  # platforms unpacked
-
-
-class PushResult(NamedTuple):
-    reference: str
-    tag: str
-    digest: str
-    size: int
-    uploaded: int
-    mounted: int
-    existing: int
-
-
-class Imported(NamedTuple):
-    """An image record an import made."""
-
-    name: str
-    digest: str
-    unpacked: bool
