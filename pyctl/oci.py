@@ -5,6 +5,7 @@ Pure data and parsing; no I/O. Every store (containerd, registry, archive) speak
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -158,6 +159,7 @@ def parse_platform(spec: str) -> Platform:
     return normalize_platform(Platform(*parts))
 
 
+@functools.cache  # the machine does not change under a running pyctl
 def host_platform() -> Platform:
     machine = os.uname().machine.lower()
     arch = _ARCH_ALIASES.get(machine, machine)

@@ -48,24 +48,21 @@ class ResolvedImage:
     """An image record with the platforms present locally, and (set later) the unpacked size
     of its default platform."""
 
-    def __init__(self, record: ImageRecord, platforms: list[PlatformImage]) -> None:
+    def __init__(self, record: ImageRecord, platforms: Sequence[PlatformImage]) -> None:
         self.record = record
-        self.platforms = platforms
+        self.platforms = tuple(platforms)
         self.size = 0
+        self._default = best_platform(self.platforms, host_platform())
+        # when the image was built (this machine's platform), else when its record was made
+        self.created = created_of(self._default, record)
 
     @property
     def id(self) -> str:
         return self.record.target.digest
 
     def default(self) -> PlatformImage | None:
-        return best_platform(self.platforms, host_platform())
-
-    @property
-    def created(self) -> datetime | None:
-        """When the image was built (its config's ``created``, this machine's platform), else
-        when its record was made."""
-        d = self.default()
-        return created_of(d, self.record)
+        """This machine's platform of the image (the best match), else its first one."""
+        return self._default
 
 
 def created_of(p: PlatformImage | None, record: ImageRecord) -> datetime | None:
