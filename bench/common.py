@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -86,6 +88,26 @@ def peak_rss_mib(cmd: Sequence[str], env: dict[str, str]) -> float:
     if proc.returncode != 0:
         raise SystemExit(f"bench: {' '.join(cmd)} failed: {proc.stderr.strip()}")
     return int(proc.stderr.strip().splitlines()[-1]) / 1024
+
+
+def instructions(cmd: Sequence[str], env: dict[str, str]) -> float:
+    """Instructions ``cmd`` executes (its own process, not containerd's), counted by
+    valgrind's callgrind: the same count for the same run whatever else the machine does,
+    where wall times of short commands drift by tens of milliseconds on a shared machine.
+    NaN without valgrind."""
+    if shutil.which("valgrind") is None:
+        return math.nan
+    proc = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    found = re.search(r"Collected : (\d+)", proc.stderr)
+    if proc.returncode != 0 or found is None:
+        raise SystemExit(f"bench: {' '.join(cmd)} under valgrind failed: {proc.stderr[-500:]}")
+    return float(found.group(1))
 
 
 def alternate(

@@ -1,9 +1,12 @@
 """Listing: `pyctl images` (10 and 1,000 images) and `pyctl ps -a` (300 containers) against
 `ctr images ls` / `ctr containers ls` on the same private containerd, plus the floor every
-Python gRPC CLI pays (`python -c 'import click, grpc'`)."""
+Python gRPC CLI pays (`python -c 'import click, grpc'`): wall times, and for the short
+commands the instructions pyctl executes against the floor's (callgrind; repeatable on a
+busy machine)."""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import tempfile
@@ -11,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.common import alternate, install_pyctl, print_table, save, timed
+from bench.common import alternate, install_pyctl, instructions, print_table, save, timed
 from integration.images import build_image, write_oci_archive
 from integration.testbed import Containerd
 
@@ -71,6 +74,10 @@ def run(runs: int) -> list[dict[str, Any]]:
                     "floor": lambda: timed(floor, env),
                 },
             )
+            # Short commands: their instruction counts against the floor's, too (one run each).
+            counted = count < 1000
+            floor_ir = instructions(floor, env) if counted else math.nan
+            pyctl_ir = instructions(py_cmd, env) if counted else math.nan
             results.append(
                 {
                     "scenario": label,
@@ -80,6 +87,8 @@ def run(runs: int) -> list[dict[str, Any]]:
                     "pyctl_over_ctr": med["pyctl"] / med["ctr"],
                     "floor_over_ctr": med["floor"] / med["ctr"],
                     "pyctl_minus_floor_s": med["pyctl"] - med["floor"],
+                    "pyctl_over_floor": med["pyctl"] / med["floor"],
+                    "pyctl_over_floor_instructions": pyctl_ir / floor_ir,
                 }
             )
             cd.clean_namespace(ns)
@@ -93,6 +102,8 @@ def run(runs: int) -> list[dict[str, Any]]:
             ("pyctl_over_ctr", "pyctl/ctr", ".2f"),
             ("floor_over_ctr", "floor/ctr", ".2f"),
             ("pyctl_minus_floor_s", "pyctl-floor s", ".3f"),
+            ("pyctl_over_floor", "pyctl/floor", ".2f"),
+            ("pyctl_over_floor_instructions", "pyctl/floor instr", ".2f"),
         ],
     )
     save("listing", results)

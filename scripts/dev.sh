@@ -15,7 +15,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="$ROOT/.venv"
 APT_PACKAGES=(containerd runc docker-registry golang-github-containerd-containerd-dev
-              busybox-static skopeo zstd docker.io tmux zsh fish)
+              busybox-static skopeo zstd docker.io tmux zsh fish valgrind)
 
 # tests/test_wire_compat.py compiles containerd's API protos, which import gogo.proto and
 # google/rpc/status.proto: Debian 12's containerd-dev (1.6) pulls these two in, Debian 13's

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import grpc
 
-from pyctl._api.services.content.v1 import content_pb2
+from pyctl.containerd import wire
 from pyctl.containerd.client import (
     Client,
     ContainerdAlreadyExists,
@@ -37,28 +37,47 @@ class ContentInfo(NamedTuple):
     labels: Mapping[str, str]
 
 
-def _info(msg: Any) -> ContentInfo:
-    return ContentInfo(
-        digest=msg.digest,
-        size=msg.size,
-        created_at=msg.created_at.ToDatetime() if msg.HasField("created_at") else None,
-        labels=dict(msg.labels),
-    )
+def content_info(buf: bytes) -> ContentInfo:
+    """An encoded ``Info`` (content service)."""
+    digest, size, created_at, labels = "", 0, None, {}
+    for number, value in wire.fields(buf):
+        if number == 1:
+            digest = wire.text(value)
+        elif number == 2:
+            size = wire.integer(value)
+        elif number == 3:
+            created_at = wire.timestamp(value)
+        elif number == 5:
+            key, val = wire.entry(value)
+            labels[key] = val
+    return ContentInfo(digest, size, created_at, labels)
+
+
+def _infos(answer: bytes) -> Iterator[ContentInfo]:
+    """The ``Info`` (field 1) of an InfoResponse, or each of a ListContentResponse."""
+    return (content_info(wire.data(v)) for number, v in wire.fields(answer) if number == 1)
 
 
 def info(client: Client, digest: str) -> ContentInfo:
-    resp = client.call("content", "Info", content_pb2.InfoRequest(digest=digest), what=digest)
-    return _info(resp.info)
+    shown = {"digest": digest}
+    answer = client.call_raw("content.Info", wire.encode((1, digest)), shown, what=digest)
+    for found in _infos(answer):
+        return found
+    raise wire.WireError("an InfoResponse without info")
 
 
 def list_infos(client: Client, filters: Iterable[str] = ()) -> list[ContentInfo]:
-    req = content_pb2.ListContentRequest(filters=list(filters))
-    return [_info(i) for resp in client.stream("content", "List", req) for i in resp.info]
+    filters = list(filters)
+    request = wire.encode(*((1, f) for f in filters))
+    answers = client.stream_raw("content.List", request, {"filters": filters})
+    return [i for answer in answers for i in _infos(answer)]
 
 
 def label_request(digest: str, labels: Mapping[str, str]) -> Any:
     """An Update that sets (or, with an empty value, deletes) just these labels of a blob."""
     from google.protobuf import field_mask_pb2
+
+    from pyctl._api.services.content.v1 import content_pb2
 
     return content_pb2.UpdateRequest(
         info=content_pb2.Info(digest=digest, labels=dict(labels)),
@@ -73,9 +92,12 @@ def update_labels(client: Client, digest: str, labels: Mapping[str, str]) -> Non
 
 
 def read_chunks(client: Client, digest: str, offset: int = 0, size: int = 0) -> Iterator[bytes]:
-    req = content_pb2.ReadContentRequest(digest=digest, offset=offset, size=size)
-    for resp in client.stream("content", "Read", req, what=f"read {digest}"):
-        yield resp.data
+    request = wire.encode((1, digest), (2, offset), (3, size))
+    shown = {"digest": digest, "offset": offset, "size": size}
+    for answer in client.stream_raw("content.Read", request, shown, what=f"read {digest}"):
+        for number, value in wire.fields(answer):
+            if number == 2:  # ReadContentResponse.data
+                yield wire.data(value)
 
 
 def read_blob(client: Client, digest: str, limit: int = MAX_MANIFEST_SIZE) -> bytes:
@@ -92,25 +114,15 @@ def read_blob(client: Client, digest: str, limit: int = MAX_MANIFEST_SIZE) -> by
 
 
 def delete(client: Client, digest: str) -> None:
+    from pyctl._api.services.content.v1 import content_pb2
+
     client.call("content", "Delete", content_pb2.DeleteContentRequest(digest=digest))
 
 
 # Write ------------------------------------------------------------------------------------------
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-_WRITE_ACTION = b"\x08" + _varint(content_pb2.WRITE)  # field 1 (action), varint
+_WRITE_ACTION = b"\x08\x01"  # field 1 (action), varint: WriteAction.WRITE
 
 
 def _write_frame(offset: int, pieces: list[bytes], length: int) -> bytes:
@@ -119,8 +131,8 @@ def _write_frame(offset: int, pieces: list[bytes], length: int) -> bytes:
     copying them into a message and serializing it again."""
     header = _WRITE_ACTION
     if offset:
-        header += b"\x28" + _varint(offset)  # field 5, varint
-    header += b"\x32" + _varint(length)  # field 6, length-delimited
+        header += b"\x28" + wire.encode_varint(offset)  # field 5, varint
+    header += b"\x32" + wire.encode_varint(length)  # field 6, length-delimited
     return b"".join([header, *pieces])
 
 
@@ -225,6 +237,8 @@ def _write_once(
     """One attempt. With ``hasher`` (a sha256 object fed by ``opener``) the digest is not
     known in advance: ``digest`` is empty, an earlier ingest is restarted from zero (its bytes
     were never hashed) and the commit expects what ``hasher`` computed."""
+    from pyctl._api.services.content.v1 import content_pb2
+
     requests = _Lockstep()
     responses = client.bidi_raw(
         "/containerd.services.content.v1.Content/Write",
@@ -363,9 +377,13 @@ def write_unknown(
 
 def ingest_offset(client: Client, ref: str) -> int:
     """How many bytes the ingest ``ref`` holds (whoever writes it)."""
+    from pyctl._api.services.content.v1 import content_pb2
+
     resp = client.call("content", "Status", content_pb2.StatusRequest(ref=ref), what=ref)
     return int(resp.status.offset)
 
 
 def abort(client: Client, ref: str) -> None:
+    from pyctl._api.services.content.v1 import content_pb2
+
     client.call("content", "Abort", content_pb2.AbortRequest(ref=ref))

@@ -1,4 +1,5 @@
-"""containerd image records: get, list, create (update when it exists), delete."""
+"""containerd image records: get, list (messages decoded by pyctl.containerd.wire), create
+(update when it exists), delete."""
 
 from __future__ import annotations
 
@@ -6,9 +7,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from pyctl._api.services.images.v1 import images_pb2
-from pyctl._api.types import descriptor_pb2
-from pyctl.containerd.client import Client, ContainerdAlreadyExists, ContainerdNotFound, timestamp
+from pyctl.containerd import wire
+from pyctl.containerd.client import Client, ContainerdAlreadyExists, ContainerdNotFound
 from pyctl.oci import Descriptor
 
 
@@ -20,23 +20,55 @@ class ImageRecord(NamedTuple):
     updated_at: datetime | None = None
 
 
+def descriptor(buf: bytes) -> Descriptor:
+    """An encoded ``containerd.types.Descriptor``."""
+    media_type, digest, size, annotations = "", "", 0, {}
+    for number, value in wire.fields(buf):
+        if number == 1:
+            media_type = wire.text(value)
+        elif number == 2:
+            digest = wire.text(value)
+        elif number == 3:
+            size = wire.integer(value)
+        elif number == 5:
+            key, val = wire.entry(value)
+            annotations[key] = val
+    return Descriptor(media_type, digest, size, annotations)
+
+
+def image_record(buf: bytes) -> ImageRecord:
+    """An encoded ``Image`` (images service)."""
+    name, labels, target = "", {}, Descriptor("", "", 0)
+    created_at = updated_at = None
+    for number, value in wire.fields(buf):
+        if number == 1:
+            name = wire.text(value)
+        elif number == 2:
+            key, val = wire.entry(value)
+            labels[key] = val
+        elif number == 3:
+            target = descriptor(wire.data(value))
+        elif number == 7:
+            created_at = wire.timestamp(value)
+        elif number == 8:
+            updated_at = wire.timestamp(value)
+    return ImageRecord(name, target, labels, created_at, updated_at)
+
+
 def record_from_proto(msg: Any) -> ImageRecord:
-    t = msg.target
-    return ImageRecord(
-        name=msg.name,
-        target=Descriptor(
-            media_type=t.media_type,
-            digest=t.digest,
-            size=t.size,
-            annotations=dict(t.annotations),
-        ),
-        labels=dict(msg.labels),
-        created_at=timestamp(msg.created_at),
-        updated_at=timestamp(msg.updated_at),
-    )
+    """An ``Image`` the generated classes decoded (answers to Create and Update)."""
+    return image_record(msg.SerializeToString())
+
+
+def _records(answer: bytes) -> list[ImageRecord]:
+    """The images (field 1) of a GetImageResponse or ListImagesResponse."""
+    return [image_record(wire.data(v)) for number, v in wire.fields(answer) if number == 1]
 
 
 def _proto(rec: ImageRecord) -> Any:
+    from pyctl._api.services.images.v1 import images_pb2
+    from pyctl._api.types import descriptor_pb2
+
     return images_pb2.Image(
         name=rec.name,
         labels=dict(rec.labels),
@@ -50,16 +82,21 @@ def _proto(rec: ImageRecord) -> Any:
 
 
 def get(client: Client, name: str) -> ImageRecord:
-    resp = client.call("images", "Get", images_pb2.GetImageRequest(name=name), what=name)
-    return record_from_proto(resp.image)
+    answer = client.call_raw("images.Get", wire.encode((1, name)), {"name": name}, what=name)
+    for record in _records(answer):
+        return record
+    raise wire.WireError("a GetImageResponse without an image")
 
 
 def list_records(client: Client, filters: Iterable[str] = ()) -> list[ImageRecord]:
-    resp = client.call("images", "List", images_pb2.ListImagesRequest(filters=list(filters)))
-    return [record_from_proto(i) for i in resp.images]
+    filters = list(filters)
+    request = wire.encode(*((1, f) for f in filters))
+    return _records(client.call_raw("images.List", request, {"filters": filters}))
 
 
 def create(client: Client, rec: ImageRecord) -> ImageRecord:
+    from pyctl._api.services.images.v1 import images_pb2
+
     resp = client.call("images", "Create", images_pb2.CreateImageRequest(image=_proto(rec)))
     return record_from_proto(resp.image)
 
@@ -71,6 +108,8 @@ def put(client: Client, rec: ImageRecord, *, replace_labels: bool = False) -> Im
     labels other tools keep on the record (e.g. the CRI plugin's) survive a re-pull.
     """
     from google.protobuf import field_mask_pb2
+
+    from pyctl._api.services.images.v1 import images_pb2
 
     while True:
         try:
@@ -97,4 +136,6 @@ def put(client: Client, rec: ImageRecord, *, replace_labels: bool = False) -> Im
 
 
 def delete(client: Client, name: str, *, sync: bool = False) -> None:
+    from pyctl._api.services.images.v1 import images_pb2
+
     client.call("images", "Delete", images_pb2.DeleteImageRequest(name=name, sync=sync), what=name)

@@ -8,9 +8,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
-from pyctl._api.services.snapshots.v1 import snapshots_pb2
-from pyctl._api.types import descriptor_pb2
-from pyctl.containerd import content
+from pyctl.containerd import content, wire
 from pyctl.containerd.client import Client, ContainerdAlreadyExists, ContainerdNotFound, random_id
 from pyctl.errors import PyctlError
 from pyctl.oci import Descriptor, ImageConfig, Manifest, chain_ids, is_layer
@@ -31,6 +29,8 @@ class SnapshotInfo(NamedTuple):
 
 
 def stat(client: Client, snapshotter: str, key: str) -> SnapshotInfo | None:
+    from pyctl._api.services.snapshots.v1 import snapshots_pb2
+
     try:
         resp = client.call(
             "snapshots", "Stat", snapshots_pb2.StatSnapshotRequest(snapshotter=snapshotter, key=key)
@@ -42,9 +42,8 @@ def stat(client: Client, snapshotter: str, key: str) -> SnapshotInfo | None:
 
 
 def usage_future(client: Client, snapshotter: str, key: str) -> object:
-    return client.future(
-        "snapshots", "Usage", snapshots_pb2.UsageRequest(snapshotter=snapshotter, key=key)
-    )
+    request = wire.encode((1, snapshotter), (2, key))
+    return client.future_raw("snapshots.Usage", request, {"snapshotter": snapshotter, "key": key})
 
 
 def usage_sizes(client: Client, snapshotter: str, keys: Iterable[str]) -> dict[str, int]:
@@ -53,13 +52,17 @@ def usage_sizes(client: Client, snapshotter: str, keys: Iterable[str]) -> dict[s
     out: dict[str, int] = {}
     for key, fut in futures.items():
         try:
-            out[key] = int(client.result(fut, key).size)
+            answer = client.result(fut, key)
         except ContainerdNotFound:
             continue
+        # UsageResponse: size (field 1), inodes (2)
+        out[key] = sum(wire.integer(v) for number, v in wire.fields(answer) if number == 1)
     return out
 
 
 def remove(client: Client, snapshotter: str, key: str) -> None:
+    from pyctl._api.services.snapshots.v1 import snapshots_pb2
+
     client.call(
         "snapshots", "Remove", snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=key)
     )
@@ -84,6 +87,8 @@ def unpack_layer(
 ) -> bool:
     """Apply one layer on top of ``parent`` as snapshot ``chain_id``. False if it existed."""
     from pyctl._api.services.diff.v1 import diff_pb2  # unpacking only: not for listings
+    from pyctl._api.services.snapshots.v1 import snapshots_pb2
+    from pyctl._api.types import descriptor_pb2
 
     labels = {SNAPSHOT_REF_LABEL: chain_id}
     for _attempt in range(3):
