@@ -79,38 +79,46 @@ _DECODER = json.JSONDecoder()
 
 def container(buf: bytes) -> Container:
     """An encoded ``Container`` (containers service)."""
-    id_ = image = runtime = snapshotter = snapshot_key = ""
-    labels: dict[str, str] = {}
-    created_at = None
-    process: Mapping[str, Any] = {}
-    for number, value in wire.fields(buf):
-        if number == 1:
-            id_ = wire.text(value)
-        elif number == 2:
-            key, val = wire.entry(value)
-            labels[key] = val
-        elif number == 3:
-            image = wire.text(value)
-        elif number == 4:  # Runtime: name (1), options (2)
-            for n, v in wire.fields(wire.data(value)):
-                if n == 1:
-                    runtime = wire.text(v)
-        elif number == 5:  # google.protobuf.Any: type_url (1), value (2)
-            for n, v in wire.fields(wire.data(value)):
-                if n == 2 and v:
-                    process = spec_process(wire.data(v))
-        elif number == 6:
-            snapshotter = wire.text(value)
-        elif number == 7:
-            snapshot_key = wire.text(value)
-        elif number == 8:
-            created_at = wire.timestamp(value)
-    return Container(id_, image, labels, runtime, snapshotter, snapshot_key, created_at, process)
+    m = wire.message(buf, _CONTAINER)
+    return Container(
+        id=m.get(1, ""),
+        image=m.get(3, ""),
+        labels=m.get(2, {}),
+        runtime=m.get(4, ""),
+        snapshotter=m.get(6, ""),
+        snapshot_key=m.get(7, ""),
+        created_at=m.get(8),
+        process=m.get(5, {}),
+    )
+
+
+def _runtime_name(value: wire.Value) -> str:
+    return str(wire.message(wire.data(value), {1: wire.text}).get(1, ""))  # Runtime.name
+
+
+def _spec(value: wire.Value) -> Mapping[str, Any]:
+    """The process of a google.protobuf.Any (type_url 1, value 2) holding a runtime spec."""
+    raw = wire.message(wire.data(value), {2: wire.data}).get(2, b"")
+    return spec_process(raw) if raw else {}
+
+
+# field number -> reader: id, labels, image, runtime, spec, snapshotter, snapshot_key,
+# created_at (updated_at, extensions and sandbox are not read)
+_CONTAINER = {
+    1: wire.text,
+    2: wire.entry,
+    3: wire.text,
+    4: _runtime_name,
+    5: _spec,
+    6: wire.text,
+    7: wire.text,
+    8: wire.timestamp,
+}
 
 
 def _containers(answer: bytes) -> list[Container]:
     """The containers (field 1) of a ListContainersResponse, or of a ListContainerMessage."""
-    return [container(wire.data(v)) for number, v in wire.fields(answer) if number == 1]
+    return wire.repeated(answer, 1, container)
 
 
 def list_containers(client: Client, filters: Iterable[str] = ()) -> list[Container]:
@@ -129,26 +137,19 @@ def list_containers(client: Client, filters: Iterable[str] = ()) -> list[Contain
 
 def task(buf: bytes) -> Task:
     """An encoded ``containerd.v1.types.Process``."""
-    id_, pid, status, exit_status, exited_at = "", 0, 0, 0, None
-    for number, value in wire.fields(buf):
-        if number == 2:  # a task's ID is its container's
-            id_ = wire.text(value)
-        elif number == 3:
-            pid = wire.integer(value)
-        elif number == 4:
-            status = wire.integer(value)
-        elif number == 9:
-            exit_status = wire.integer(value)
-        elif number == 10:
-            exited_at = wire.timestamp(value)
-    return Task(id_, pid, TASK_STATUS.get(status, "unknown"), exit_status, exited_at)
+    m = wire.message(buf, _PROCESS)
+    status = TASK_STATUS.get(m.get(4, 0), "unknown")
+    return Task(m.get(2, ""), m.get(3, 0), status, m.get(9, 0), m.get(10))
+
+
+# field number -> reader: id (a task's is its container's), pid, status, exit_status, exited_at
+_PROCESS = {2: wire.text, 3: wire.integer, 4: wire.integer, 9: wire.integer, 10: wire.timestamp}
 
 
 def list_tasks(client: Client) -> dict[str, Task]:
     """Every task of the namespace, keyed by container ID (one call)."""
     answer = client.call_raw("tasks.List", b"", {})
-    tasks = (task(wire.data(v)) for number, v in wire.fields(answer) if number == 1)
-    return {t.id: t for t in tasks}
+    return {t.id: t for t in wire.repeated(answer, 1, task)}
 
 
 # removal ----------------------------------------------------------------------------------------

@@ -39,23 +39,17 @@ class ContentInfo(NamedTuple):
 
 def content_info(buf: bytes) -> ContentInfo:
     """An encoded ``Info`` (content service)."""
-    digest, size, created_at, labels = "", 0, None, {}
-    for number, value in wire.fields(buf):
-        if number == 1:
-            digest = wire.text(value)
-        elif number == 2:
-            size = wire.integer(value)
-        elif number == 3:
-            created_at = wire.timestamp(value)
-        elif number == 5:
-            key, val = wire.entry(value)
-            labels[key] = val
-    return ContentInfo(digest, size, created_at, labels)
+    m = wire.message(buf, _INFO)
+    return ContentInfo(m.get(1, ""), m.get(2, 0), m.get(3), m.get(5, {}))
 
 
-def _infos(answer: bytes) -> Iterator[ContentInfo]:
+# field number -> reader: digest, size, created_at, labels
+_INFO = {1: wire.text, 2: wire.integer, 3: wire.timestamp, 5: wire.entry}
+
+
+def _infos(answer: bytes) -> list[ContentInfo]:
     """The ``Info`` (field 1) of an InfoResponse, or each of a ListContentResponse."""
-    return (content_info(wire.data(v)) for number, v in wire.fields(answer) if number == 1)
+    return wire.repeated(answer, 1, content_info)
 
 
 def info(client: Client, digest: str) -> ContentInfo:
@@ -95,9 +89,10 @@ def read_chunks(client: Client, digest: str, offset: int = 0, size: int = 0) -> 
     request = wire.encode((1, digest), (2, offset), (3, size))
     shown = {"digest": digest, "offset": offset, "size": size}
     for answer in client.stream_raw("content.Read", request, shown, what=f"read {digest}"):
-        for number, value in wire.fields(answer):
-            if number == 2:  # ReadContentResponse.data
-                yield wire.data(value)
+        yield wire.message(answer, _DATA).get(2, b"")
+
+
+_DATA = {2: wire.data}  # ReadContentResponse: offset (1), data (2)
 
 
 def read_blob(client: Client, digest: str, limit: int = MAX_MANIFEST_SIZE) -> bytes:

@@ -22,37 +22,27 @@ class ImageRecord(NamedTuple):
 
 def descriptor(buf: bytes) -> Descriptor:
     """An encoded ``containerd.types.Descriptor``."""
-    media_type, digest, size, annotations = "", "", 0, {}
-    for number, value in wire.fields(buf):
-        if number == 1:
-            media_type = wire.text(value)
-        elif number == 2:
-            digest = wire.text(value)
-        elif number == 3:
-            size = wire.integer(value)
-        elif number == 5:
-            key, val = wire.entry(value)
-            annotations[key] = val
-    return Descriptor(media_type, digest, size, annotations)
+    m = wire.message(buf, _DESCRIPTOR)
+    return Descriptor(m.get(1, ""), m.get(2, ""), m.get(3, 0), m.get(5, {}))
 
 
 def image_record(buf: bytes) -> ImageRecord:
     """An encoded ``Image`` (images service)."""
-    name, labels, target = "", {}, Descriptor("", "", 0)
-    created_at = updated_at = None
-    for number, value in wire.fields(buf):
-        if number == 1:
-            name = wire.text(value)
-        elif number == 2:
-            key, val = wire.entry(value)
-            labels[key] = val
-        elif number == 3:
-            target = descriptor(wire.data(value))
-        elif number == 7:
-            created_at = wire.timestamp(value)
-        elif number == 8:
-            updated_at = wire.timestamp(value)
-    return ImageRecord(name, target, labels, created_at, updated_at)
+    m = wire.message(buf, _IMAGE)
+    target = m.get(3) or Descriptor("", "", 0)
+    return ImageRecord(m.get(1, ""), target, m.get(2, {}), m.get(7), m.get(8))
+
+
+# field number -> reader: media_type, digest, size, annotations
+_DESCRIPTOR = {1: wire.text, 2: wire.text, 3: wire.integer, 5: wire.entry}
+# name, labels, target, created_at, updated_at
+_IMAGE = {
+    1: wire.text,
+    2: wire.entry,
+    3: lambda v: descriptor(wire.data(v)),
+    7: wire.timestamp,
+    8: wire.timestamp,
+}
 
 
 def record_from_proto(msg: Any) -> ImageRecord:
@@ -62,7 +52,7 @@ def record_from_proto(msg: Any) -> ImageRecord:
 
 def _records(answer: bytes) -> list[ImageRecord]:
     """The images (field 1) of a GetImageResponse or ListImagesResponse."""
-    return [image_record(wire.data(v)) for number, v in wire.fields(answer) if number == 1]
+    return wire.repeated(answer, 1, image_record)
 
 
 def _proto(rec: ImageRecord) -> Any:

@@ -55,8 +55,7 @@ def usage_sizes(client: Client, snapshotter: str, keys: Iterable[str]) -> dict[s
             answer = client.result(fut, key)
         except ContainerdNotFound:
             continue
-        # UsageResponse: size (field 1), inodes (2)
-        out[key] = sum(wire.integer(v) for number, v in wire.fields(answer) if number == 1)
+        out[key] = wire.message(answer, {1: wire.integer}).get(1, 0)  # size; inodes (2)
     return out
 
 

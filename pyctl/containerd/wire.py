@@ -12,12 +12,14 @@ checks against containerd's own protos.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from pyctl.errors import PyctlError
 
 Value = int | bytes
+T = TypeVar("T")
 
 
 class WireError(PyctlError):
@@ -98,7 +100,7 @@ def integer(value: Value) -> int:
 def entry(value: Value) -> tuple[str, str]:
     """A ``map<string, string>`` entry."""
     key = val = ""
-    for number, v in fields(data(value)):
+    for number, v in fields(data(value)):  # (not message(): entry is how it finds maps)
         if number == 1:
             key = text(v)
         elif number == 2:
@@ -106,15 +108,31 @@ def entry(value: Value) -> tuple[str, str]:
     return key, val
 
 
+def message(buf: bytes, readers: Mapping[int, Callable[[Value], Any]]) -> dict[int, Any]:
+    """The fields of ``buf`` that ``readers`` names, each read by its reader (a map field,
+    read by :func:`entry`, gathers its entries in a dict); other fields are skipped, as
+    protobuf skips fields it does not know."""
+    out: dict[int, Any] = {}
+    for number, value in fields(buf):
+        read = readers.get(number)
+        if read is entry:
+            key, val = entry(value)
+            out.setdefault(number, {})[key] = val
+        elif read is not None:
+            out[number] = read(value)
+    return out
+
+
+def repeated(buf: bytes, number: int, read: Callable[[bytes], T]) -> list[T]:
+    """Each element of the repeated message field ``number`` of ``buf``, read by ``read``."""
+    return [read(data(value)) for n, value in fields(buf) if n == number]
+
+
 def timestamp(value: Value) -> datetime | None:
     """A google.protobuf.Timestamp as an aware datetime; None for Go's zero time (year 1) or
     before 1970, which containerd sends for "never"."""
-    seconds = nanos = 0
-    for number, v in fields(data(value)):
-        if number == 1:
-            seconds = integer(v)
-        elif number == 2:
-            nanos = integer(v)
+    m = message(data(value), {1: integer, 2: integer})
+    seconds, nanos = m.get(1, 0), m.get(2, 0)
     if seconds <= 0:
         return None
     return datetime.fromtimestamp(seconds + nanos / 1e9, tz=UTC)
