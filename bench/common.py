@@ -90,13 +90,13 @@ def peak_rss_mib(cmd: Sequence[str], env: dict[str, str]) -> float:
     return int(proc.stderr.strip().splitlines()[-1]) / 1024
 
 
-def instructions(cmd: Sequence[str], env: dict[str, str]) -> float:
+def instructions(cmd: Sequence[str], env: dict[str, str]) -> float | None:
     """Instructions ``cmd`` executes (its own process, not containerd's), counted by
     valgrind's callgrind: the same count for the same run whatever else the machine does,
     where wall times of short commands drift by tens of milliseconds on a shared machine.
-    NaN without valgrind."""
+    None without valgrind."""
     if shutil.which("valgrind") is None:
-        return math.nan
+        return None
     proc = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd],
         env=env,
@@ -134,8 +134,11 @@ def alternate(
 
 
 def _cell(value: Any, spec: str) -> str:
-    """``format(value, spec)``; a NaN (nothing measured in that column) prints as ``-``."""
-    return "-" if isinstance(value, float) and math.isnan(value) else format(value, spec)
+    """``format(value, spec)``; None or NaN (nothing measured in that column) prints as
+    ``-``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, spec)
 
 
 def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> None:

@@ -6,7 +6,7 @@ busy machine)."""
 
 from __future__ import annotations
 
-import math
+import functools
 import os
 import sys
 import tempfile
@@ -69,15 +69,14 @@ def run(runs: int) -> list[dict[str, Any]]:
             med = alternate(
                 runs,
                 {
-                    "ctr": lambda c=ctr_cmd: timed(c),
-                    "pyctl": lambda c=py_cmd: timed(c, env),
-                    "floor": lambda: timed(floor, env),
+                    "ctr": functools.partial(timed, ctr_cmd),
+                    "pyctl": functools.partial(timed, py_cmd, env),
+                    "floor": functools.partial(timed, floor, env),
                 },
             )
             # Short commands: their instruction counts against the floor's, too (one run each).
-            counted = count < 1000
-            floor_ir = instructions(floor, env) if counted else math.nan
-            pyctl_ir = instructions(py_cmd, env) if counted else math.nan
+            floor_ir = instructions(floor, env) if count < 1000 else None
+            pyctl_ir = instructions(py_cmd, env) if floor_ir else None
             results.append(
                 {
                     "scenario": label,
@@ -88,7 +87,9 @@ def run(runs: int) -> list[dict[str, Any]]:
                     "floor_over_ctr": med["floor"] / med["ctr"],
                     "pyctl_minus_floor_s": med["pyctl"] - med["floor"],
                     "pyctl_over_floor": med["pyctl"] / med["floor"],
-                    "pyctl_over_floor_instructions": pyctl_ir / floor_ir,
+                    "pyctl_over_floor_instructions": (
+                        pyctl_ir / floor_ir if pyctl_ir and floor_ir else None
+                    ),
                 }
             )
             cd.clean_namespace(ns)
