@@ -221,3 +221,12 @@ def test_raw_calls_go_to_the_generated_stubs_paths(method: str) -> None:
     stubs = importlib.import_module(f"pyctl._api.services.{service}.v1.{service}_pb2_grpc")
     assert f"'{path}'" in inspect.getsource(stubs)
     assert path.endswith("/" + name)
+
+
+@pytest.mark.parametrize("offset", [0, 5, 1 << 40])
+def test_a_hand_made_write_frame_parses_as_a_write_request(offset: int) -> None:
+    frame = content._write_frame(offset, [b"ab", LONG.encode()], 2 + len(LONG))
+    parsed = content_pb2.WriteContentRequest.FromString(frame)
+    assert parsed.action == content_pb2.WRITE
+    assert parsed.offset == offset
+    assert parsed.data == b"ab" + LONG.encode()
