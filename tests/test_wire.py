@@ -73,7 +73,21 @@ def test_content_infos_read_back() -> None:
     got = list(content._infos(answer.SerializeToString()))
     assert got == [content.ContentInfo(DIGEST, 7, WHEN, {"k": "v"}), ("d", 0, None, {})]
     single = content_pb2.InfoResponse(info=info).SerializeToString()
-    assert list(content._infos(single)) == got[:1]
+    assert wire.only(single, 1, content.content_info, "an InfoResponse") == got[0]
+    with pytest.raises(wire.WireError, match="an InfoResponse without field 1"):
+        wire.only(b"", 1, content.content_info, "an InfoResponse")
+
+
+def test_a_raw_request_is_encoded_and_shown_from_the_same_fields(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client = Client("/nonexistent.sock", "ns1", debug=True)
+    fields = ((1, "digest", DIGEST), (2, "offset", 0), (3, "size", 7))
+    request = client._request("content.Read", fields)
+    parsed = content_pb2.ReadContentRequest.FromString(request)
+    assert (parsed.digest, parsed.offset, parsed.size) == (DIGEST, 0, 7)
+    err = capsys.readouterr().err
+    assert err == f'debug: grpc content.Read ns=ns1 {{digest: "{DIGEST}" size: 7}}\n'
 
 
 def test_a_container_and_its_task_read_back() -> None:

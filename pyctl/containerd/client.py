@@ -11,12 +11,13 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
 
+from pyctl.containerd import wire
 from pyctl.errors import (
     AlreadyExistsError,
     NotFoundError,
@@ -275,38 +276,37 @@ class Client:
         service, name = method.split(".")
         return f"/containerd.services.{service}.v1.{service.title()}/{name}"
 
-    def _log_raw(self, method: str, request: Mapping[str, object]) -> None:
+    def _request(self, method: str, fields: Sequence[wire.Field]) -> bytes:
+        """The encoded request; with --debug, logged as protobuf's text format shows one (set
+        fields only, strings quoted)."""
         if self.debug:
             service, name = method.split(".")
-            shown = []
-            for key, value in request.items():
-                for v in value if isinstance(value, list | tuple) else [value]:
-                    if v:  # as protobuf's text format: set fields only, strings quoted
-                        shown.append(f'{key}: "{v}"' if isinstance(v, str) else f"{key}: {v}")
-            self._log(service, name, " ".join(shown))
+            shown = " ".join(
+                f'{key}: "{value}"' if isinstance(value, str) else f"{key}: {value}"
+                for _, key, value in fields
+                if value
+            )
+            self._log(service, name, shown)
+        return wire.encode(*((number, value) for number, _, value in fields))
 
-    def call_raw(
-        self, method: str, request: bytes, shown: Mapping[str, object], *, what: str = ""
-    ) -> bytes:
-        """A unary call of ``service.Method`` with an encoded request (``shown``: its fields,
-        for --debug); the encoded answer."""
-        self._log_raw(method, shown)
+    def call_raw(self, method: str, *fields: wire.Field, what: str = "") -> bytes:
+        """A unary call of ``service.Method`` with a request of ``fields``; the encoded
+        answer."""
+        request = self._request(method, fields)
         try:
             answer: bytes = self._raw("unary_unary", method)(request, metadata=self.metadata())
         except grpc.RpcError as err:
             raise translate(err, self.address, what) from None
         return answer
 
-    def future_raw(self, method: str, request: bytes, shown: Mapping[str, object]) -> Any:
+    def future_raw(self, method: str, *fields: wire.Field) -> Any:
         """:meth:`call_raw` started without waiting; resolve it with :meth:`result`."""
-        self._log_raw(method, shown)
+        request = self._request(method, fields)
         return self._raw("unary_unary", method).future(request, metadata=self.metadata())
 
-    def stream_raw(
-        self, method: str, request: bytes, shown: Mapping[str, object], *, what: str = ""
-    ) -> Iterator[bytes]:
-        """A server-streaming call with an encoded request: the encoded answers."""
-        self._log_raw(method, shown)
+    def stream_raw(self, method: str, *fields: wire.Field, what: str = "") -> Iterator[bytes]:
+        """A server-streaming call with a request of ``fields``: the encoded answers."""
+        request = self._request(method, fields)
         try:
             yield from self._raw("unary_stream", method)(request, metadata=self.metadata())
         except grpc.RpcError as err:

@@ -124,14 +124,13 @@ def _containers(answer: bytes) -> list[Container]:
 def list_containers(client: Client, filters: Iterable[str] = ()) -> list[Container]:
     """All containers in one unary List (one message, no per-container stream handoff); a
     namespace whose list exceeds the message limit is read with ListStream instead."""
-    filters = list(filters)
-    request = wire.encode(*((1, f) for f in filters))
+    fields = [(1, "filters", f) for f in filters]
     try:
-        return _containers(client.call_raw("containers.List", request, {"filters": filters}))
+        return _containers(client.call_raw("containers.List", *fields))
     except ContainerdError as err:
         if err.code != grpc.StatusCode.RESOURCE_EXHAUSTED:
             raise
-    answers = client.stream_raw("containers.ListStream", request, {"filters": filters})
+    answers = client.stream_raw("containers.ListStream", *fields)
     return [c for answer in answers for c in _containers(answer)]
 
 
@@ -148,7 +147,7 @@ _PROCESS = {2: wire.text, 3: wire.integer, 4: wire.integer, 9: wire.integer, 10:
 
 def list_tasks(client: Client) -> dict[str, Task]:
     """Every task of the namespace, keyed by container ID (one call)."""
-    answer = client.call_raw("tasks.List", b"", {})
+    answer = client.call_raw("tasks.List")
     return {t.id: t for t in wire.repeated(answer, 1, task)}
 
 

@@ -48,22 +48,17 @@ _INFO = {1: wire.text, 2: wire.integer, 3: wire.timestamp, 5: wire.entry}
 
 
 def _infos(answer: bytes) -> list[ContentInfo]:
-    """The ``Info`` (field 1) of an InfoResponse, or each of a ListContentResponse."""
+    """The ``Info`` of each ListContentResponse (field 1)."""
     return wire.repeated(answer, 1, content_info)
 
 
 def info(client: Client, digest: str) -> ContentInfo:
-    shown = {"digest": digest}
-    answer = client.call_raw("content.Info", wire.encode((1, digest)), shown, what=digest)
-    for found in _infos(answer):
-        return found
-    raise wire.WireError("an InfoResponse without info")
+    answer = client.call_raw("content.Info", (1, "digest", digest), what=digest)
+    return wire.only(answer, 1, content_info, "an InfoResponse")
 
 
 def list_infos(client: Client, filters: Iterable[str] = ()) -> list[ContentInfo]:
-    filters = list(filters)
-    request = wire.encode(*((1, f) for f in filters))
-    answers = client.stream_raw("content.List", request, {"filters": filters})
+    answers = client.stream_raw("content.List", *((1, "filters", f) for f in filters))
     return [i for answer in answers for i in _infos(answer)]
 
 
@@ -86,9 +81,8 @@ def update_labels(client: Client, digest: str, labels: Mapping[str, str]) -> Non
 
 
 def read_chunks(client: Client, digest: str, offset: int = 0, size: int = 0) -> Iterator[bytes]:
-    request = wire.encode((1, digest), (2, offset), (3, size))
-    shown = {"digest": digest, "offset": offset, "size": size}
-    for answer in client.stream_raw("content.Read", request, shown, what=f"read {digest}"):
+    fields = (1, "digest", digest), (2, "offset", offset), (3, "size", size)
+    for answer in client.stream_raw("content.Read", *fields, what=f"read {digest}"):
         yield wire.message(answer, _DATA).get(2, b"")
 
 

@@ -51,7 +51,7 @@ def record_from_proto(msg: Any) -> ImageRecord:
 
 
 def _records(answer: bytes) -> list[ImageRecord]:
-    """The images (field 1) of a GetImageResponse or ListImagesResponse."""
+    """The images of a ListImagesResponse (field 1)."""
     return wire.repeated(answer, 1, image_record)
 
 
@@ -72,16 +72,13 @@ def _proto(rec: ImageRecord) -> Any:
 
 
 def get(client: Client, name: str) -> ImageRecord:
-    answer = client.call_raw("images.Get", wire.encode((1, name)), {"name": name}, what=name)
-    for record in _records(answer):
-        return record
-    raise wire.WireError("a GetImageResponse without an image")
+    answer = client.call_raw("images.Get", (1, "name", name), what=name)
+    return wire.only(answer, 1, image_record, "a GetImageResponse")
 
 
 def list_records(client: Client, filters: Iterable[str] = ()) -> list[ImageRecord]:
-    filters = list(filters)
-    request = wire.encode(*((1, f) for f in filters))
-    return _records(client.call_raw("images.List", request, {"filters": filters}))
+    answer = client.call_raw("images.List", *((1, "filters", f) for f in filters))
+    return _records(answer)
 
 
 def create(client: Client, rec: ImageRecord) -> ImageRecord:

@@ -42,8 +42,7 @@ def stat(client: Client, snapshotter: str, key: str) -> SnapshotInfo | None:
 
 
 def usage_future(client: Client, snapshotter: str, key: str) -> object:
-    request = wire.encode((1, snapshotter), (2, key))
-    return client.future_raw("snapshots.Usage", request, {"snapshotter": snapshotter, "key": key})
+    return client.future_raw("snapshots.Usage", (1, "snapshotter", snapshotter), (2, "key", key))
 
 
 def usage_sizes(client: Client, snapshotter: str, keys: Iterable[str]) -> dict[str, int]:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from pyctl.errors import PyctlError
 
 Value = int | bytes
+Field = tuple[int, str, str | int]  # a request field: number, name (for --debug), value
 T = TypeVar("T")
 
 
@@ -127,6 +128,13 @@ def message(buf: bytes, readers: Mapping[int, Callable[[Value], Any]]) -> dict[i
 def repeated(buf: bytes, number: int, read: Callable[[bytes], T]) -> list[T]:
     """Each element of the repeated message field ``number`` of ``buf``, read by ``read``."""
     return [read(data(value)) for n, value in fields(buf) if n == number]
+
+
+def only(buf: bytes, number: int, read: Callable[[bytes], T], what: str) -> T:
+    """The message field ``number`` of ``buf`` (a Get or Info answer), read by ``read``."""
+    for found in repeated(buf, number, read):
+        return found
+    raise WireError(f"{what} without field {number}")
 
 
 def timestamp(value: Value) -> datetime | None:
