@@ -380,3 +380,100 @@ def test_push_unknown_image(namespace: str, pyctl: PyctlRunner, fault_proxy: Fau
     proc = pyctl("push", ref, namespace=namespace)
     assert_error(proc, f"push {ref}:", "no such image")
     assert fault_proxy.requests == []
+
+
+# --- push reads containerd's committed blob files -------------------------------------------------
+
+
+def test_push_reads_layers_from_containerds_content_directory(
+    containerd: Containerd,
+    namespace: str,
+    pyctl: PyctlRunner,
+    fault_proxy: FaultProxy,
+    image_factory: ImageFactory,
+    sk: Skopeo,
+) -> None:
+    arc = image_factory("example.test/push-files:1", variant_content="push-files")
+    img = arc.single
+    containerd.import_image(arc, namespace=namespace)
+    ref = fault_proxy.ref("team/files", "1")
+    assert_success(pyctl("tag", arc.name, ref, namespace=namespace))
+
+    proc = pyctl("--debug", "push", "-q", ref, namespace=namespace)
+    assert proc.returncode == 0, proc
+    assert proc.stdout == f"{ref}: digest: {img.manifest_digest} size: {img.manifest.size}\n"
+    # every layer came from the file containerd committed (the root containerd names in its
+    # introspection answer), from the start
+    blobs_dir = containerd.root / "io.containerd.content.v1.content" / "blobs" / "sha256"
+    reads = re.findall(r"^debug: read (\S+) from byte (\d+)$", proc.stderr, re.MULTILINE)
+    assert sorted(reads) == sorted(
+        (str(blobs_dir / d.removeprefix("sha256:")), "0") for d in img.layer_digests
+    ), proc.stderr
+    assert "content.Read" not in "".join(
+        line for line in proc.stderr.splitlines() if any(d in line for d in img.layer_digests)
+    )
+    # and the registry, which checks each digest, holds the image
+    assert sorted(fault_proxy.uploaded_digests()) == sorted([img.config_digest, *img.layer_digests])
+    assert sha256(sk.raw(ref)) == img.manifest_digest
+
+
+def test_push_does_not_read_a_file_the_namespace_does_not_hold(
+    containerd: Containerd,
+    namespace: str,
+    more_namespaces: Callable[[str], str],
+    pyctl: PyctlRunner,
+    fault_proxy: FaultProxy,
+    image_factory: ImageFactory,
+) -> None:
+    """The blob file is on disk for another namespace; this one has lost the layer: the push
+    fails as it did when every byte came through containerd's Read, and nothing of the layer
+    is read or uploaded."""
+    arc = image_factory("example.test/push-ns:1", variant_content="push-ns")
+    img = arc.single
+    other = more_namespaces("holder")
+    containerd.import_image(arc, namespace=other)
+    containerd.import_image(arc, namespace=namespace)
+    layer = img.layer_digests[0]
+    containerd.ctr("content", "rm", layer, namespace=namespace)
+    assert layer in content_labels(containerd, other)
+    assert layer not in content_labels(containerd, namespace)
+
+    ref = fault_proxy.ref("team/lost", "1")
+    assert_success(pyctl("tag", arc.name, ref, namespace=namespace))
+    proc = pyctl("--debug", "push", ref, namespace=namespace)
+    assert proc.returncode == 1, proc
+    error = proc.stderr.strip().splitlines()[-1]
+    assert (
+        error
+        == f"pyctl: error: push {ref}: layer {layer} is not in containerd (pull the image again)"
+    )
+    assert "debug: read" not in proc.stderr
+    assert layer not in fault_proxy.uploaded_digests()
+
+
+def test_both_roads_to_a_blob_give_the_same_bytes(
+    containerd: Containerd, namespace: str, image_factory: ImageFactory
+) -> None:
+    """The root containerd names is the content directory it keeps, and a layer read from
+    there equals the layer read through containerd's Read stream (the road taken when the
+    file cannot be opened), from the start and from an offset."""
+    from pyctl.containerd import content
+    from pyctl.containerd.client import Client
+
+    arc = image_factory("example.test/roads:1", variant_content="roads")
+    containerd.import_image(arc, namespace=namespace)
+    layer = arc.single.layer_digests[0]
+    client = Client(containerd.address, namespace)
+    try:
+        root = content.local_root(client)
+        assert root == str(containerd.root / "io.containerd.content.v1.content")
+        size = content.info(client, layer).size
+        for offset in (0, 7, size - 1):
+            opened = content.open_committed(root, layer, size)
+            assert opened is not None
+            from_file = b"".join(content.file_chunks(*opened, offset))
+            streamed = b"".join(content.read_chunks(client, layer, offset))
+            assert len(from_file) == size - offset and from_file == streamed
+        assert sha256(b"".join(content.read_chunks(client, layer))) == layer
+    finally:
+        client.close()

@@ -203,10 +203,10 @@ class Client:
             text = str(request).replace("\n", " ").strip()
             if len(text) > 300:
                 text = text[:300] + "…"
-            print(
+            # one write per line: lines of concurrent calls do not interleave
+            sys.stderr.write(
                 f"debug: grpc {service}.{method} ns={self.namespace}"
-                f"{' lease=' + self.lease if self.lease else ''} {{{text}}}",
-                file=sys.stderr,
+                f"{' lease=' + self.lease if self.lease else ''} {{{text}}}\n"
             )
 
     def call(

@@ -9,6 +9,8 @@ ingest ref and is retried with backoff.
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -87,6 +89,72 @@ def read_chunks(client: Client, digest: str, offset: int = 0, size: int = 0) -> 
 
 
 _DATA = {2: wire.data}  # ReadContentResponse: offset (1), data (2)
+
+
+# Reading committed blobs from containerd's own directory ---------------------------------------
+#
+# A blob that containerd has committed lies, complete and never changed again, under its local
+# content store's root (``blobs/sha256/<hex>``), and containerd names that root through its
+# introspection API. On the machine containerd runs on, a reader that may open it sends the
+# bytes on from the page cache instead of through containerd's Read stream, which costs
+# containerd and this process a gRPC message per MiB. The file is only a faster road to bytes
+# containerd vouches for: the caller first asks containerd whether the namespace holds the blob,
+# the size must match, and where the bytes go (a registry, an archive) checks the digest.
+
+
+def local_root(client: Client) -> str | None:
+    """The directory of containerd's local content store (the content plugin's ``root``
+    export), or None when containerd names none (a proxied content store)."""
+    answer = client.call_raw(
+        "introspection.Plugins",
+        (1, "filters", "type==io.containerd.content.v1"),
+        what="the content plugin",
+    )
+    for plugin in wire.repeated(answer, 1, _plugin):
+        root = plugin.get(5, {}).get("root")
+        if plugin.get(2) == "content" and root:
+            return str(root)
+    return None
+
+
+def _plugin(buf: bytes) -> dict[int, Any]:
+    return wire.message(buf, _PLUGIN)
+
+
+_PLUGIN = {2: wire.text, 5: wire.entry}  # Plugin: id (2), exports (5)
+
+
+def open_committed(root: str, digest: str, size: int) -> tuple[int, str] | None:
+    """A descriptor of the committed blob ``digest`` under ``root``, opened for reading, and
+    its path; None when it cannot be opened or is not a regular file of ``size`` bytes."""
+    algorithm, _, hex_part = digest.partition(":")
+    if algorithm != "sha256" or len(hex_part) != 64 or hex_part.strip(_HEX):
+        return None
+    path = os.path.join(root, "blobs", algorithm, hex_part)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode) or found.st_size != size:
+        os.close(fd)
+        return None
+    return fd, path
+
+
+_HEX = "0123456789abcdef"
+
+
+def file_chunks(fd: int, path: str, offset: int = 0) -> Iterator[bytes]:
+    """The bytes of an opened blob file from ``offset`` on, in CHUNK pieces; closes ``fd``."""
+    try:
+        while chunk := os.pread(fd, CHUNK, offset):
+            offset += len(chunk)
+            yield chunk
+    except OSError as exc:
+        raise PyctlError(f"read {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
 
 
 def read_blob(client: Client, digest: str, limit: int = MAX_MANIFEST_SIZE) -> bytes:

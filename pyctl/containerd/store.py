@@ -11,8 +11,9 @@ for any, and unpacks layers into the snapshotter while later layers are still ar
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from pyctl._api.services.leases.v1 import leases_pb2
@@ -85,6 +86,9 @@ class _Aborted(Exception):
     pass
 
 
+_UNASKED = object()
+
+
 class LocalFirstSource:
     """The source of a pull: the small documents (index, manifests, configs) that containerd
     already holds are read from there, verified against their descriptors, instead of being
@@ -148,6 +152,7 @@ class ContainerdStore:
         self._unpack_errors: list[BaseException] = []
         self.unpacked: list[str] = []
         self.wrote = False  # a blob write began: content (maybe partial) worth keeping
+        self._root: object = _UNASKED  # containerd's content directory, once asked
 
     # source -----------------------------------------------------------------------------------
 
@@ -157,8 +162,29 @@ class ContainerdStore:
         except ContainerdNotFound:
             raise PyctlError(f"content {desc.digest} is not in containerd") from None
 
-    def open(self, desc: Descriptor, offset: int) -> Iterable[bytes]:
-        return content.read_chunks(self.client, desc.digest, offset)
+    def open(self, desc: Descriptor, offset: int) -> Iterator[bytes]:
+        """The blob from ``offset`` on: from containerd's own file when this process can open
+        it (see :func:`content.open_committed`), else through the Read stream."""
+        root = self._content_root()
+        if root is not None:
+            content.info(self.client, desc.digest)  # the namespace holds it, or NotFound
+            opened = content.open_committed(root, desc.digest, desc.size)
+            if opened is not None:
+                fd, path = opened
+                if self.client.debug:
+                    sys.stderr.write(f"debug: read {path} from byte {offset}\n")
+                yield from content.file_chunks(fd, path, offset)
+                return
+        yield from content.read_chunks(self.client, desc.digest, offset)
+
+    def _content_root(self) -> str | None:
+        with self._lock:
+            if self._root is _UNASKED:
+                try:
+                    self._root = content.local_root(self.client)
+                except PyctlError:  # an old or restricted containerd: the Read stream it is
+                    self._root = None
+            return self._root if isinstance(self._root, str) else None
 
     def info_labels(self, digests: Iterable[str]) -> dict[str, dict[str, str]]:
         """Labels of the given blobs (absent ones left out), fetched concurrently."""

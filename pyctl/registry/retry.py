@@ -132,7 +132,8 @@ class Sender:
 
     def log(self, text: str) -> None:
         if self.debug:
-            print(f"debug: {text}", file=sys.stderr, flush=True)
+            sys.stderr.write(f"debug: {text}\n")  # one write: threads' lines do not interleave
+            sys.stderr.flush()
 
     def effective(self, url: str) -> str:
         """``url`` over plain HTTP when its host fell back to it."""
