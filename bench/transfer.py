@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tarfile
 import tempfile
 import time
@@ -46,7 +47,14 @@ PEER_COLUMNS = [
     *RATIO_COLUMNS,
     ("docker_s", "docker s", ".2f"),
     ("docker_ratio", "pyctl/docker", ".2f"),
+    ("floor_s", "floor s", ".2f"),
+    ("pyctl_over_floor", "pyctl/floor", ".2f"),
 ]
+# What a registry command costs before its first request: the interpreter, click, grpc and
+# urllib3 imported (the `import click, grpc` floor of `bench listing`, plus the HTTP client).
+# A push whose blobs are all mounted is little more than that.
+FLOOR = [sys.executable, "-P", "-c", "import click, grpc, urllib3"]
+NO_FLOOR = {"floor_s": float("nan"), "pyctl_over_floor": float("nan")}
 
 
 def _blob(layout: Path, data_path: Path) -> tuple[str, int]:
@@ -249,6 +257,7 @@ def run(runs: int) -> list[dict[str, Any]]:
                 **ratio_row(f"pull, {size}", med),
                 "docker_s": med["docker"],
                 "docker_ratio": med["pyctl"] / med["docker"],
+                **NO_FLOOR,
                 "docker_engine": docker_engine,
             }
         )
@@ -271,7 +280,9 @@ def run(runs: int) -> list[dict[str, Any]]:
             runs, {"ctr": lambda: push_with("ctr"), "pyctl": lambda: push_with("pyctl")}
         )
         nan = float("nan")  # no docker push line
-        results.append({**ratio_row(f"push, {size}", med), "docker_s": nan, "docker_ratio": nan})
+        results.append(
+            {**ratio_row(f"push, {size}", med), "docker_s": nan, "docker_ratio": nan, **NO_FLOOR}
+        )
 
         # push of the same image into another repository of the registry it came from: every
         # blob is a cross-repository mount (both tools read containerd's distribution.source
@@ -295,13 +306,19 @@ def run(runs: int) -> list[dict[str, Any]]:
 
         med = alternate(
             runs,
-            {"ctr": lambda: push_mounting("ctr"), "pyctl": lambda: push_mounting("pyctl")},
+            {
+                "ctr": lambda: push_mounting("ctr"),
+                "pyctl": lambda: push_mounting("pyctl"),
+                "floor": lambda: timed(FLOOR, env),
+            },
         )
         results.append(
             {
                 **ratio_row(f"push with mounts, {size}", med),
                 "docker_s": nan,
                 "docker_ratio": nan,
+                "floor_s": med["floor"],
+                "pyctl_over_floor": med["pyctl"] / med["floor"],
             }
         )
         empty_namespace(cd, NS)
@@ -324,6 +341,7 @@ def run(runs: int) -> list[dict[str, Any]]:
                 "ratio": float("nan"),
                 "docker_s": float("nan"),
                 "docker_ratio": float("nan"),
+                **NO_FLOOR,
                 "peak_rss_mib": rss,
             }
         )
