@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pyctl.containerd import content, wire
 from pyctl.containerd.client import Client, ContainerdAlreadyExists, ContainerdNotFound, random_id
@@ -82,8 +82,13 @@ def unpack_layer(
     diff_id: str,
     parent: str,
     chain_id: str,
+    later: list[tuple[str, Any]],
 ) -> bool:
-    """Apply one layer on top of ``parent`` as snapshot ``chain_id``. False if it existed."""
+    """Apply one layer on top of ``parent`` as snapshot ``chain_id``. False if it existed.
+
+    The call that labels the layer with its uncompressed digest is started, not waited for: it
+    goes into ``later`` (digest, call) for the caller to resolve, so the next layer's snapshot
+    does not wait on it."""
     from pyctl._api.services.diff.v1 import diff_pb2  # unpacking only: not for listings
     from pyctl._api.services.snapshots.v1 import snapshots_pb2
     from pyctl._api.types import descriptor_pb2
@@ -141,7 +146,8 @@ def unpack_layer(
             with contextlib.suppress(PyctlError):
                 remove(client, snapshotter, key)
             raise
-        content.update_labels(client, layer.digest, {UNCOMPRESSED_LABEL: diff_id})
+        label = content.label_request(layer.digest, {UNCOMPRESSED_LABEL: diff_id})
+        later.append((layer.digest, client.future("content", "Update", label)))
         return True
     raise PyctlError(f"could not prepare a snapshot for layer {layer.digest} after 3 attempts")
 
@@ -166,11 +172,15 @@ def unpack(
     if stat(client, snapshotter, chain[-1]) is None:
         # Find the deepest layer already present, then apply the rest in order.
         start = _first_missing(client, snapshotter, chain)
+        labelled: list[tuple[str, Any]] = []
         for i in range(start, len(pairs)):
             if wait_for_layer is not None:
                 wait_for_layer(i)
             layer, diff_id = pairs[i]
-            unpack_layer(client, snapshotter, layer, diff_id, chain[i - 1] if i else "", chain[i])
+            parent = chain[i - 1] if i else ""
+            unpack_layer(client, snapshotter, layer, diff_id, parent, chain[i], labelled)
+        for digest, fut in labelled:
+            client.result(fut, f"label {digest}")
     content.update_labels(
         client, manifest.config.digest, {gc_snapshot_label(snapshotter): chain[-1]}
     )
