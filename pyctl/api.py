@@ -299,7 +299,7 @@ class Client:
         """The registry configuration that applies to an image reference or registry host:
         the endpoints in the order they are tried, with their settings and where each came
         from (the document `pyctl hosts --format json` prints)."""
-        from pyctl.ops.registry import explain_hosts
+        from pyctl.ops.hosts import explain_hosts
 
         return explain_hosts(self.registries, target)
 
@@ -309,7 +309,7 @@ class Client:
         order a pull tries them (each step within ``timeout`` seconds) and the verdict
         (``.verdict.ok``). Talks only to the registries; writes nothing."""
         from pyctl.errors import prefixed
-        from pyctl.ops.registry import check_hosts
+        from pyctl.ops.hosts import check_hosts
 
         with prefixed(f"hosts {target}"):
             return check_hosts(self.settings, target, timeout)

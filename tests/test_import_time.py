@@ -24,6 +24,20 @@ def _imported(*args: str) -> list[str]:
     return [m.split(".")[0] for m in modules]
 
 
+def _imported_with(modules: list[str]) -> set[str]:
+    """Every module (full names) that importing ``modules`` imports."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {', '.join(modules)}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    full = {ln.rsplit("|", 1)[-1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
+    assert set(modules) <= full
+    return full
+
+
 @pytest.mark.parametrize(
     "args",
     [["--help"], ["pull", "--help"], ["push", "--help"], ["login", "--help"], ["hosts", "--help"]],
@@ -53,15 +67,21 @@ def test_the_short_commands_import_neither_protobuf_nor_dataclasses() -> None:
         "pyctl.ops.containers",
         "pyctl.config",
     ]
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {', '.join(modules)}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    full = {ln.rsplit("|", 1)[-1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
-    assert set(modules) <= full
+    full = _imported_with(modules)
     unwanted = {"dataclasses", "pyctl.results.transfers", "pyctl._api.services.diff.v1.diff_pb2"}
     assert not full & unwanted, sorted(full & unwanted)
     assert not [m for m in full if m.startswith("google") or m.endswith("_pb2")]
+
+
+def test_pull_and_push_import_nothing_of_the_hosts_check() -> None:
+    """The operations of pull and push leave the `hosts` command's report, lint and probes
+    unimported (its report types alone are ~10 ms of frozen dataclasses)."""
+    modules = ["pyctl.cli.registry", "pyctl.ops.registry"]
+    full = _imported_with(modules)
+    unwanted = [
+        m
+        for m in full
+        if m in ("pyctl.results.check", "pyctl.ops.hosts")
+        or m.startswith(("pyctl.registry.lint", "pyctl.registry.probes"))
+    ]
+    assert not unwanted, sorted(unwanted)

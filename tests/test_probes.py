@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from pyctl.ops.registry import _verdict
+from pyctl.ops.hosts import _verdict
 from pyctl.registry.hosts.provenance import HostsLookup, client_fix, tls_fix
 from pyctl.registry.hosts.resolve import resolve_hosts
 from pyctl.registry.probes import chain

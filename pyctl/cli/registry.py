@@ -187,7 +187,7 @@ def hosts_cmd(
         return
     if timeout is not None:
         raise UsageError("hosts: --timeout goes with --check")
-    from pyctl.ops.registry import explain_hosts
+    from pyctl.ops.hosts import explain_hosts
 
     data = explain_hosts(_registry_config(app), target)
     if fmt == "json":
@@ -226,7 +226,7 @@ def hosts_cmd(
 def _check(ctx: click.Context, app: App, target: str, fmt: str, timeout: float) -> None:
     """``hosts --check``: the findings and each endpoint's steps as a checklist (one line
     each, fix included), or one JSON document; exit 1 when a pull would fail."""
-    from pyctl.ops.registry import check_hosts
+    from pyctl.ops.hosts import check_hosts
 
     with prefixed(f"hosts {target}"):
         report = check_hosts(app.settings, target, timeout)
