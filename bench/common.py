@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import statistics
@@ -78,6 +79,32 @@ def timed(cmd: Sequence[str], env: dict[str, str] | None = None) -> float:
     if proc.returncode != 0:
         raise SystemExit(f"bench: {' '.join(cmd)} failed: {proc.stderr.decode().strip()}")
     return elapsed
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_cpu(
+    cmd: Sequence[str], env: dict[str, str] | None, daemons: dict[str, int]
+) -> tuple[float, dict[str, float]]:
+    """:func:`timed`, plus the CPU seconds the command itself (``client``) and each of the
+    ``daemons`` (name: pid) used while it ran."""
+    before = {name: cpu_seconds(pid) for name, pid in daemons.items()}
+    start = os.times()
+    elapsed = timed(cmd, env)
+    end = os.times()
+    cpu = {"client": end.children_user + end.children_system}
+    cpu["client"] -= start.children_user + start.children_system
+    cpu.update({name: cpu_seconds(pid) - before[name] for name, pid in daemons.items()})
+    return elapsed, cpu
+
+
+def cores() -> int:
+    """CPUs this process may run on: what the processes of one command share."""
+    return len(os.sched_getaffinity(0))
 
 
 def peak_rss_mib(cmd: Sequence[str], env: dict[str, str]) -> float:

@@ -2,7 +2,9 @@
 registry, unpack included, everything garbage-collected between runs) and against `docker pull`
 of the same image into a private Debian docker.io engine (every image and layer removed
 between runs), `pyctl push` against `ctr images push` (each run into a fresh, empty
-registry), plus pyctl's peak RSS while pulling one 1 GiB layer.
+registry), plus pyctl's peak RSS while pulling one 1 GiB layer. For the pulls of ctr and
+pyctl, the CPU seconds of the client, containerd and the registry are counted too: their sum
+over the machine's cores is the pull's floor, the time no client can beat here.
 
 Every timed pull is checked against the registry's access log: each blob of the image was
 sent in full during that run, so no run is served from something a previous one left."""
@@ -15,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import sys
 import tarfile
 import tempfile
@@ -25,6 +28,7 @@ from typing import Any
 from bench.common import (
     RATIO_COLUMNS,
     alternate,
+    cores,
     empty_engine,
     empty_namespace,
     install_pyctl,
@@ -33,6 +37,7 @@ from bench.common import (
     ratio_row,
     save,
     timed,
+    timed_cpu,
 )
 from integration.dockerd import DockerEngine
 from integration.testbed import Containerd, Registry, skopeo
@@ -55,6 +60,17 @@ PEER_COLUMNS = [
 # A push whose blobs are all mounted is little more than that.
 FLOOR = [sys.executable, "-P", "-c", "import click, grpc, urllib3"]
 NO_FLOOR = {"floor_s": float("nan"), "pyctl_over_floor": float("nan")}
+
+
+def _pid(pid: int | None) -> int:
+    if pid is None:
+        raise SystemExit("bench: a daemon of the test bed is not running")
+    return pid
+
+
+def _median_cpu(samples: list[dict[str, float]]) -> dict[str, float]:
+    """Per process, the median of its CPU seconds over ``samples`` (one dict per run)."""
+    return {name: statistics.median(s[name] for s in samples) for name in samples[0]}
 
 
 def _blob(layout: Path, data_path: Path) -> tuple[str, int]:
@@ -215,9 +231,19 @@ def run(runs: int) -> list[dict[str, Any]]:
 
         blobs = image_blobs(reg, "bench/app", "1")
 
+        # CPU seconds per process of each timed ctr and pyctl pull: the client, containerd
+        # (ingest and unpack) and the registry. Their sum over the cores is the floor no
+        # client's pull can beat on this machine.
+        daemons = {"containerd": _pid(cd.pid), "registry": _pid(reg.pid)}
+        cpu: dict[str, list[dict[str, float]]] = {"ctr": [], "pyctl": []}
+
         def pull_with(tool: str, cmd: list[str], cmd_env: dict[str, str] | None) -> float:
             mark = reg.log_path.stat().st_size
-            elapsed = timed(cmd, cmd_env)
+            if tool in cpu:
+                elapsed, used = timed_cpu(cmd, cmd_env, daemons)
+                cpu[tool].append(used)
+            else:
+                elapsed = timed(cmd, cmd_env)
             check_downloaded(reg, mark, blobs, tool)
             return elapsed
 
@@ -252,13 +278,18 @@ def run(runs: int) -> list[dict[str, Any]]:
             gunzip = "unpigz" if shutil.which("unpigz") else "Go gzip"
             docker_engine = f"dockerd {version.strip()}, {engine.storage_driver}, {gunzip}"
         size = f"{LAYERS} x {LAYER_MIB} MiB gzip layers"
+        pull_cpu = {tool: _median_cpu(samples[-runs:]) for tool, samples in cpu.items()}
+        floor = sum(pull_cpu["pyctl"].values()) / cores()
         results.append(
             {
                 **ratio_row(f"pull, {size}", med),
                 "docker_s": med["docker"],
                 "docker_ratio": med["pyctl"] / med["docker"],
-                **NO_FLOOR,
+                "floor_s": floor,
+                "pyctl_over_floor": med["pyctl"] / floor,
                 "docker_engine": docker_engine,
+                "cpu_s": pull_cpu,
+                "cores": cores(),
             }
         )
 
@@ -346,6 +377,12 @@ def run(runs: int) -> list[dict[str, Any]]:
             }
         )
     print_table([r for r in results if "peak_rss_mib" not in r], PEER_COLUMNS)
+    for r in results:
+        if "cpu_s" in r:
+            print(f"{r['scenario']}: CPU seconds per process (medians), floor = sum / {r['cores']}")
+            for tool, used in r["cpu_s"].items():
+                parts = ", ".join(f"{name} {sec:.2f}" for name, sec in used.items())
+                print(f"  {tool}: {parts}; floor {sum(used.values()) / r['cores']:.2f} s")
     for r in results:
         if "peak_rss_mib" in r:
             print(f"{r['scenario']}: {r['peak_rss_mib']:.0f} MiB")

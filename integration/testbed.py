@@ -1422,6 +1422,10 @@ class Registry(Service):
     def running(self) -> bool:
         return self._daemon is not None
 
+    @property
+    def pid(self) -> int | None:
+        return self._daemon.pid if self._daemon else None
+
     def render_config(self) -> dict[str, Any]:
         http_cfg: dict[str, Any] = {
             "addr": self.host,
