@@ -15,6 +15,7 @@ from google.protobuf import any_pb2, timestamp_pb2
 from pyctl._api.services.containers.v1 import containers_pb2
 from pyctl._api.services.content.v1 import content_pb2
 from pyctl._api.services.images.v1 import images_pb2
+from pyctl._api.services.leases.v1 import leases_pb2
 from pyctl._api.services.snapshots.v1 import snapshots_pb2
 from pyctl._api.services.tasks.v1 import tasks_pb2
 from pyctl._api.types import descriptor_pb2
@@ -167,6 +168,38 @@ def test_requests_parse_as_meant(encoded: bytes, message: type, want: dict[str, 
     assert {f.name: v for f, v in parsed.ListFields()} == {
         k: list(v) if isinstance(v, list) else v for k, v in want.items()
     }
+
+
+def test_nested_messages_and_string_maps_parse_as_meant() -> None:
+    """The calls transfers make with hand-encoded requests: a lease with its labels, a blob
+    added to it (a nested message), a lease deleted synchronously (a bool)."""
+    labels = {"containerd.io/gc.expire": "2026-12-04T04:44:39+00:00", LONG: "", "é": "ü"}
+    create = wire.encode_fields([(1, "id", "l-1"), *wire.string_map(3, "labels", labels)])
+    parsed = leases_pb2.CreateRequest.FromString(create)
+    assert (parsed.id, dict(parsed.labels)) == ("l-1", labels)
+    add = wire.encode_fields(
+        [(1, "id", "l-1"), (2, "resource", ((1, "id", DIGEST), (2, "type", "content")))]
+    )
+    assert leases_pb2.AddResourceRequest.FromString(add) == leases_pb2.AddResourceRequest(
+        id="l-1", resource=leases_pb2.Resource(id=DIGEST, type="content")
+    )
+    delete = leases_pb2.DeleteRequest.FromString(wire.encode_fields([(1, "id", "l"), (2, "s", 1)]))
+    assert (delete.id, delete.sync) == ("l", True)
+
+
+def test_a_label_update_sets_just_its_labels() -> None:
+    labels = {"containerd.io/distribution.source.reg": "a/b,c/d", "containerd.io/gone": ""}
+    fields = content._label_update(DIGEST, labels)
+    parsed = content_pb2.UpdateRequest.FromString(wire.encode_fields(fields))
+    assert parsed.info.digest == DIGEST
+    assert dict(parsed.info.labels) == labels
+    assert list(parsed.update_mask.paths) == [f"labels.{k}" for k in labels]
+    # --debug shows it as protobuf's text format would, nested messages in braces
+    assert wire.show(fields) == (
+        f'info {{digest: "{DIGEST}" labels {{key: "containerd.io/distribution.source.reg" '
+        'value: "a/b,c/d"} labels {key: "containerd.io/gone"}} update_mask {paths: '
+        '"labels.containerd.io/distribution.source.reg" paths: "labels.containerd.io/gone"}'
+    )
 
 
 def test_other_answers_read_back() -> None:

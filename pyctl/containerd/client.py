@@ -277,17 +277,11 @@ class Client:
         return f"/containerd.services.{service}.v1.{service.title()}/{name}"
 
     def _request(self, method: str, fields: Sequence[wire.Field]) -> bytes:
-        """The encoded request; with --debug, logged as protobuf's text format shows one (set
-        fields only, strings quoted)."""
+        """The encoded request; with --debug, logged as protobuf's text format shows one."""
         if self.debug:
             service, name = method.split(".")
-            shown = " ".join(
-                f'{key}: "{value}"' if isinstance(value, str) else f"{key}: {value}"
-                for _, key, value in fields
-                if value
-            )
-            self._log(service, name, shown)
-        return wire.encode(*((number, value) for number, _, value in fields))
+            self._log(service, name, wire.show(fields))
+        return wire.encode_fields(fields)
 
     def call_raw(self, method: str, *fields: wire.Field, what: str = "") -> bytes:
         """A unary call of ``service.Method`` with a request of ``fields``; the encoded
@@ -351,14 +345,12 @@ class Client:
         if self.lease is not None:
             yield self.lease
             return
-        from pyctl._api.services.leases.v1 import leases_pb2
-
         lease_id = random_id()
         labels = {"containerd.io/gc.expire": _rfc3339_local(datetime.now() + expire)}
-        self.call(
-            "leases",
-            "Create",
-            leases_pb2.CreateRequest(id=lease_id, labels=labels),
+        self.call_raw(
+            "leases.Create",
+            (1, "id", lease_id),
+            *wire.string_map(3, "labels", labels),
             what="create lease",
         )
         self.lease = lease_id
@@ -374,10 +366,8 @@ class Client:
         self._drop_lease(lease_id, sync=False)
 
     def _drop_lease(self, lease_id: str, *, sync: bool) -> None:
-        from pyctl._api.services.leases.v1 import leases_pb2
-
         with contextlib.suppress(PyctlError):
-            self.call("leases", "Delete", leases_pb2.DeleteRequest(id=lease_id, sync=sync))
+            self.call_raw("leases.Delete", (1, "id", lease_id), (2, "sync", int(sync)))
 
 
 def retry_unavailable(

@@ -55,7 +55,16 @@ def _infos(answer: bytes) -> list[ContentInfo]:
 
 
 def info(client: Client, digest: str) -> ContentInfo:
-    answer = client.call_raw("content.Info", (1, "digest", digest), what=digest)
+    return info_answer(client.call_raw("content.Info", (1, "digest", digest), what=digest))
+
+
+def info_future(client: Client, digest: str) -> Any:
+    """:func:`info` started; read the answer of ``client.result`` with :func:`info_answer`."""
+    return client.future_raw("content.Info", (1, "digest", digest))
+
+
+def info_answer(answer: bytes) -> ContentInfo:
+    """The ``Info`` of an encoded InfoResponse."""
     return wire.only(answer, 1, content_info, "an InfoResponse")
 
 
@@ -64,22 +73,23 @@ def list_infos(client: Client, filters: Iterable[str] = ()) -> list[ContentInfo]
     return [i for answer in answers for i in _infos(answer)]
 
 
-def label_request(digest: str, labels: Mapping[str, str]) -> Any:
-    """An Update that sets (or, with an empty value, deletes) just these labels of a blob."""
-    from google.protobuf import field_mask_pb2
-
-    from pyctl._api.services.content.v1 import content_pb2
-
-    return content_pb2.UpdateRequest(
-        info=content_pb2.Info(digest=digest, labels=dict(labels)),
-        update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]),
-    )
+def _label_update(digest: str, labels: Mapping[str, str]) -> tuple[wire.Field, ...]:
+    """An UpdateRequest that sets (or, with an empty value, deletes) just these labels of a
+    blob: the Info with them, and an update mask naming each (``labels.KEY``)."""
+    blob = ((1, "digest", digest), *wire.string_map(5, "labels", labels))
+    mask = tuple((1, "paths", f"labels.{key}") for key in labels)
+    return (1, "info", blob), (2, "update_mask", mask)
 
 
 def update_labels(client: Client, digest: str, labels: Mapping[str, str]) -> None:
     """Set (or, with an empty value, delete) individual labels on a blob."""
     if labels:
-        client.call("content", "Update", label_request(digest, labels), what=f"label {digest}")
+        client.call_raw("content.Update", *_label_update(digest, labels), what=f"label {digest}")
+
+
+def update_labels_future(client: Client, digest: str, labels: Mapping[str, str]) -> Any:
+    """:func:`update_labels` started without waiting; resolve it with ``client.result``."""
+    return client.future_raw("content.Update", *_label_update(digest, labels))
 
 
 def read_chunks(client: Client, digest: str, offset: int = 0, size: int = 0) -> Iterator[bytes]:

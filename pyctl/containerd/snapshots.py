@@ -146,8 +146,8 @@ def unpack_layer(
             with contextlib.suppress(PyctlError):
                 remove(client, snapshotter, key)
             raise
-        label = content.label_request(layer.digest, {UNCOMPRESSED_LABEL: diff_id})
-        later.append((layer.digest, client.future("content", "Update", label)))
+        label = {UNCOMPRESSED_LABEL: diff_id}
+        later.append((layer.digest, content.update_labels_future(client, layer.digest, label)))
         return True
     raise PyctlError(f"could not prepare a snapshot for layer {layer.digest} after 3 attempts")
 

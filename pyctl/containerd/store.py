@@ -16,7 +16,6 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from pyctl._api.services.leases.v1 import leases_pb2
 from pyctl.containerd import content, images, snapshots
 from pyctl.containerd.client import Client, ContainerdNotFound
 from pyctl.containerd.images import ImageRecord
@@ -188,16 +187,11 @@ class ContainerdStore:
 
     def info_labels(self, digests: Iterable[str]) -> dict[str, dict[str, str]]:
         """Labels of the given blobs (absent ones left out), fetched concurrently."""
-        from pyctl._api.services.content.v1 import content_pb2
-
-        futures = {
-            d: self.client.future("content", "Info", content_pb2.InfoRequest(digest=d))
-            for d in dict.fromkeys(digests)
-        }
+        futures = {d: content.info_future(self.client, d) for d in dict.fromkeys(digests)}
         out: dict[str, dict[str, str]] = {}
         for d, fut in futures.items():
             try:
-                out[d] = dict(self.client.result(fut, d).info.labels)
+                out[d] = dict(content.info_answer(self.client.result(fut, d)).labels)
             except ContainerdNotFound:
                 continue
         return out
@@ -285,14 +279,12 @@ class ContainerdStore:
     def _lease_add(self, digests: list[str]) -> None:
         """Hold blobs under our lease (absent ones too: the lease then holds them once they
         are written), so GC cannot take them before the image record exists."""
+        lease = self.client.lease or ""
         futures = [
-            self.client.future(
-                "leases",
-                "AddResource",
-                leases_pb2.AddResourceRequest(
-                    id=self.client.lease or "",
-                    resource=leases_pb2.Resource(id=d, type="content"),
-                ),
+            self.client.future_raw(
+                "leases.AddResource",
+                (1, "id", lease),
+                (2, "resource", ((1, "id", d), (2, "type", "content"))),
             )
             for d in digests
         ]
@@ -358,11 +350,10 @@ class ContainerdStore:
                 wanted[desc.digest] = update
         _update_many(self.client, wanted)
 
-    def add_source(self, digests: Iterable[str], hostname: str, repo: str) -> None:
-        """After a push: remember that these blobs are now also in ``repo`` of the registry
-        on ``hostname``."""
+    def add_source(self, have: Mapping[str, Mapping[str, str]], hostname: str, repo: str) -> None:
+        """After a push: remember that these blobs (digest: their labels, as read before the
+        push) are now also in ``repo`` of the registry on ``hostname``."""
         key = source_label_key(hostname)
-        have = self.info_labels(digests)
         wanted = {}
         for d, labels in have.items():
             merged = merge_source(labels.get(key), repo)
@@ -383,8 +374,7 @@ def _gc_labels(desc: Descriptor, data: bytes) -> dict[str, str]:
 def _update_many(client: Client, wanted: Mapping[str, Mapping[str, str]]) -> None:
     """content.update_labels for many blobs at once (concurrent calls)."""
     futures: list[Any] = [
-        client.future("content", "Update", content.label_request(digest, labels))
-        for digest, labels in wanted.items()
+        content.update_labels_future(client, digest, labels) for digest, labels in wanted.items()
     ]
     for fut in futures:
         with contextlib.suppress(ContainerdNotFound):

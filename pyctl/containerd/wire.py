@@ -1,26 +1,30 @@
-"""The protobuf wire format, for the messages pyctl's listings exchange with containerd.
+"""The protobuf wire format, for the messages pyctl's listings and pushes exchange with
+containerd.
 
-``images``, ``ps`` and the lookups every image command starts with make a handful of calls
-(images/containers/tasks List, content List/Read/Info, snapshots Usage) whose messages are
-plain proto3: strings, integers, nested messages, string maps. Importing protobuf's runtime
-and the generated classes costs more than such a command does in all (about 66M instructions,
-counted by callgrind, a sixth of what the interpreter, click and grpc cost to start), so these
-calls send requests made by :func:`encode` and their modules read the answers with
-:func:`message` (a table of field number -> reader per message type) and :func:`repeated`.
-tests/test_wire.py checks every such reader against the generated classes, whose field
-numbers tests/test_wire_compat.py checks against containerd's own protos.
+``images``, ``ps``, ``push`` and the lookups every image command starts with make a handful of
+calls (images/containers/tasks List, content List/Read/Info/Update, leases, snapshots Usage)
+whose messages are plain proto3: strings, integers, nested messages, string maps. Importing
+protobuf's runtime and the generated classes costs more than such a command does in all
+(about 66M instructions, counted by callgrind, a sixth of what the interpreter, click and grpc
+cost to start), so these calls send requests made by :func:`encode_fields` and their modules
+read the answers with :func:`message` (a table of field number -> reader per message type)
+and :func:`repeated`. tests/test_wire.py checks every request and reader against the
+generated classes, whose field numbers tests/test_wire_compat.py checks against containerd's
+own protos.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pyctl.errors import PyctlError
 
 Value = int | bytes
-Field = tuple[int, str, str | int]  # a request field: number, name (for --debug), value
+# A request field: number, name (for --debug), value; a tuple of fields is a nested message
+# (a map<string, string> is one such message per entry: see string_map).
+Field = tuple[int, str, "str | int | tuple[Field, ...]"]
 T = TypeVar("T")
 
 
@@ -161,14 +165,41 @@ def encode_varint(n: int) -> bytes:
     return bytes(out)
 
 
-def encode(*items: tuple[int, str | int]) -> bytes:
-    """A request message of strings and non-negative integers: ``(field number, value)``
-    pairs, a repeated field given once per element."""
+def encode(*items: tuple[int, str | int | bytes]) -> bytes:
+    """A request message of strings, non-negative integers and nested messages (given
+    encoded, as bytes): ``(field number, value)`` pairs, a repeated field given once per
+    element."""
     out = bytearray()
     for number, value in items:
-        if isinstance(value, str):
-            raw = value.encode()
-            out += _key(number, 2) + encode_varint(len(raw)) + raw
-        else:
+        if isinstance(value, int):
             out += _key(number, 0) + encode_varint(value)
+        else:
+            raw = value.encode() if isinstance(value, str) else value
+            out += _key(number, 2) + encode_varint(len(raw)) + raw
     return bytes(out)
+
+
+def encode_fields(fields: Iterable[Field]) -> bytes:
+    """:func:`encode` of named fields, nested messages encoded in place."""
+    return encode(
+        *((number, encode_fields(v) if isinstance(v, tuple) else v) for number, _, v in fields)
+    )
+
+
+def show(fields: Iterable[Field]) -> str:
+    """Fields as protobuf's text format shows a message (set fields only, strings quoted), for
+    --debug."""
+    parts = []
+    for _, name, value in fields:
+        if isinstance(value, tuple):
+            parts.append(f"{name} {{{show(value)}}}")
+        elif isinstance(value, str) and value:
+            parts.append(f'{name}: "{value}"')
+        elif isinstance(value, int) and value:
+            parts.append(f"{name}: {value}")
+    return " ".join(parts)
+
+
+def string_map(number: int, name: str, mapping: Mapping[str, str]) -> tuple[Field, ...]:
+    """A ``map<string, string>`` field: one entry message (key 1, value 2) per item."""
+    return tuple((number, name, ((1, "key", k), (2, "value", v))) for k, v in mapping.items())

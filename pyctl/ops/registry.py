@@ -157,7 +157,7 @@ def push(
         stats = copy(store, dest, the_plan, concurrency=concurrency, progress=progress)
     finally:
         registry.close()
-    store.add_source([d.digest for d in blobs], hostname, ref.path)
+    store.add_source(labels, hostname, ref.path)
     return PushResult(
         reference=name,
         tag=ref.tag or root.digest,
