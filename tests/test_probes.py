@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from pyctl.ops.hosts import _verdict
+from pyctl.ops.hosts import _verdict, hosts_target
 from pyctl.registry.hosts.provenance import HostsLookup, client_fix, tls_fix
 from pyctl.registry.hosts.resolve import resolve_hosts
 from pyctl.registry.probes import chain
@@ -231,3 +231,28 @@ def test_the_verdict() -> None:
     )
     v = _verdict([], [], "of r/a:1", "/h/hosts.toml: invalid TOML")
     assert v.reason == "the endpoints were not probed: /h/hosts.toml: invalid TOML"
+
+
+@pytest.mark.parametrize(
+    "arg,host,image",
+    [
+        ("harbor.local", "harbor.local", None),
+        ("harbor.local:5000", "harbor.local:5000", None),
+        ("10.0.0.5", "10.0.0.5", None),
+        ("localhost", "localhost", None),
+        ("localhost:5000", "localhost:5000", None),
+        ("[::1]:5000", "[::1]:5000", None),
+        ("https://harbor.local/v2/", "harbor.local", None),
+        ("registry:5000/", "registry:5000", None),
+        ("docker.io", "docker.io", None),
+        ("python:3.11", "docker.io", "docker.io/library/python:3.11"),
+        ("busybox:1", "docker.io", "docker.io/library/busybox:1"),
+        ("nginx:latest", "docker.io", "docker.io/library/nginx:latest"),
+        ("registry:5000", "docker.io", "docker.io/library/registry:5000"),
+        ("busybox", "docker.io", "docker.io/library/busybox:latest"),
+        ("harbor.local/team/app:1", "harbor.local", "harbor.local/team/app:1"),
+    ],
+)
+def test_hosts_reads_a_host_or_an_image(arg: str, host: str, image: str | None) -> None:
+    found, ref = hosts_target(arg)
+    assert (found, str(ref) if ref else None) == (host, image)

@@ -21,10 +21,28 @@ from pyctl.results.check import CheckVerdict, EndpointCheck, Finding, HostsCheck
 def hosts_target(arg: str) -> tuple[str, Reference | None]:
     """``hosts`` takes a registry host or an image reference: the registry host, and the
     image (None when a host was given)."""
-    if "/" not in arg and ("." in arg or ":" in arg or arg == "localhost"):
+    if _is_host(arg):
         return registry_host(arg), None
     ref = ref_of(arg, "hosts")
     return ref.domain, ref
+
+
+def _is_host(arg: str) -> bool:
+    """A registry host, not an image: a URL, a host with a trailing slash (``registry:5000/``),
+    or a name with a dot, ``localhost`` or a bracketed IPv6 address, with or without a numeric
+    port (``harbor.local``, ``10.0.0.5:5000``, ``localhost:5000``, ``[::1]:5000``). Anything
+    else reads as Docker's reference grammar reads it: ``python:3.11``, ``busybox:1`` and
+    ``registry:5000`` are images of Docker Hub."""
+    if "://" in arg or (arg.endswith("/") and arg.count("/") == 1):
+        return True
+    if "/" in arg:
+        return False
+    name, colon, port = arg.rpartition(":") if not arg.endswith("]") else ("", "", "")
+    if not colon:
+        name = arg
+    elif not port.isdigit():
+        return False
+    return "." in name or name == "localhost" or name.startswith("[")
 
 
 def check_hosts(settings: Settings, arg: str, timeout: float = 5.0) -> HostsCheck:
