@@ -21,9 +21,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from pyctl.errors import PyctlError
 from pyctl.oci import (
@@ -82,8 +81,7 @@ class Source(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class ManifestNode:
+class ManifestNode(NamedTuple):
     desc: Descriptor
     data: bytes
     manifest: Manifest
@@ -97,13 +95,12 @@ class ManifestNode:
         return self.config.platform
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """What to copy: the root (index or manifest), its bytes, and the selected manifests."""
 
     root: Descriptor
     root_data: bytes
-    index: Index | None
+    root_index: Index | None  # the root parsed, when it is an index
     manifests: tuple[ManifestNode, ...]
     skipped: tuple[Descriptor, ...] = ()  # index entries left out by the platform filter
 
@@ -126,7 +123,7 @@ class Plan:
     def documents(self) -> list[tuple[Descriptor, bytes]]:
         """The manifests, then the index (when the root is one): children first."""
         docs = [(n.desc, n.data) for n in self.manifests]
-        if self.index is not None:
+        if self.root_index is not None:
             docs.append((self.root, self.root_data))
         return docs
 
@@ -135,14 +132,17 @@ class Plan:
         return [d for d, _ in self.configs()] + self.layers() + [d for d, _ in self.documents()]
 
 
-@dataclass(frozen=True)
-class PlatformFilter:
-    """Which manifests of an index to take: all, or the best match for each wanted platform."""
+class PlatformFilter(NamedTuple):
+    """Which manifests of an index to take: all, the best match for each wanted platform, or
+    exactly those of ``digests`` (an export's present manifests of the wanted platforms)."""
 
     platforms: tuple[Platform, ...] = ()
     all: bool = False
+    digests: frozenset[str] | None = None
 
     def select(self, entries: Sequence[Descriptor]) -> list[Descriptor]:
+        if self.digests is not None:
+            return [e for e in entries if e.digest in self.digests]
         manifests = [e for e in entries if is_manifest(e.media_type)]
         if self.all:
             return manifests
@@ -285,10 +285,14 @@ class _NoObserver:
         pass
 
 
-@dataclass
 class CopyStats:
-    written: list[str] = field(default_factory=list)
-    existing: list[str] = field(default_factory=list)
+    """The digests a copy wrote, and those the destination had already."""
+
+    __slots__ = ("existing", "written")
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+        self.existing: list[str] = []
 
 
 def copy(

@@ -219,16 +219,6 @@ def _wanted(client: Client, queries: Sequence[str]) -> list[_Wanted]:
     return out
 
 
-@dataclass(frozen=True)
-class _ByDigest(PlatformFilter):
-    """Exactly these manifests of an index (the present ones of the wanted platforms)."""
-
-    digests: frozenset[str] = frozenset()
-
-    def select(self, entries: Sequence[Descriptor]) -> list[Descriptor]:
-        return [e for e in entries if e.digest in self.digests]
-
-
 def _absent(store: ContainerdStore, desc: Descriptor) -> str | None:
     """The first blob of a manifest (itself, its config, its layers) containerd lacks."""
     if not store.info_labels([desc.digest]):
@@ -275,7 +265,7 @@ def _export_plan(
         raise PyctlError(
             f"{w.name}: no content for {filt.describe()} in containerd (see --platform)"
         )
-    return plan(store, target, _ByDigest(digests=frozenset(present)))
+    return plan(store, target, PlatformFilter(digests=frozenset(present)))
 
 
 def export_images(

@@ -70,9 +70,10 @@ def platform(c: Checklist, t: Target, h: RegistryHost, desc: Descriptor) -> bool
         )
         return False
     node = chosen.manifests[0]
-    if chosen.index is None:
+    if chosen.root_index is None:
         c.ok("platform", f"{node.platform}: a single-platform image")
         return True
-    there = ", ".join(str(m.platform) for m in chosen.index.manifests if m.platform is not None)
+    listed = chosen.root_index.manifests
+    there = ", ".join(str(m.platform) for m in listed if m.platform is not None)
     c.ok("platform", f"{node.platform}: manifest {node.desc.digest} (the index has {there})")
     return True
