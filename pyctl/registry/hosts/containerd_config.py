@@ -45,8 +45,8 @@ import re
 import tomllib
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from pyctl.errors import ConfigError
 from pyctl.registry.hosts import golang
@@ -61,6 +61,7 @@ CRI_PLUGINS = (CRI_V1_PLUGIN, CRI_V2_PLUGIN, CRI_IMAGES_PLUGIN)
 NEWEST_VERSION = 4
 
 Key = tuple[str, ...]
+EMPTY: Mapping[Any, Any] = MappingProxyType({})  # the default of a mapping field: read-only
 
 
 class Rules(enum.Enum):
@@ -76,8 +77,7 @@ class Rules(enum.Enum):
         return "each file migrated to the newest layout, then plugin tables merged key by key"
 
 
-@dataclass(frozen=True)
-class ConfigFile:
+class ConfigFile(NamedTuple):
     """One file read: its path as containerd resolves it, who imported it, its ``version``."""
 
     path: str
@@ -88,16 +88,14 @@ class ConfigFile:
         return _where(self.path, self.imported_by)
 
 
-@dataclass(frozen=True)
-class Origin:
+class Origin(NamedTuple):
     """Where a registry setting was written: the file and its registry table as spelled there."""
 
     file: str
     table: str  # e.g. plugins."io.containerd.grpc.v1.cri".registry
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     """One value of the merged registry section: its key below ``registry``, value, origin."""
 
     key: Key
@@ -113,16 +111,15 @@ class Setting:
         return dotted_key(self.key)
 
 
-@dataclass(frozen=True)
-class ContainerdConfig:
+class ContainerdConfig(NamedTuple):
     """The merged view of containerd's configuration, as far as registries are concerned."""
 
     path: str = ""  # the main file ("" when there is none)
     files: tuple[ConfigFile, ...] = ()  # every file read, in merge order (main file first)
     rules: Rules | None = None
     reason: str = ""  # why these rules
-    registry: Mapping[str, Any] = field(default_factory=dict, hash=False)
-    origins: Mapping[Key, Origin] = field(default_factory=dict, hash=False)
+    registry: Mapping[str, Any] = EMPTY
+    origins: Mapping[Key, Origin] = EMPTY
     note: str = ""  # what the other containerd generation would read differently
 
     @property
@@ -227,8 +224,7 @@ def render_value(value: object) -> str:
 # Reading the files
 
 
-@dataclass(frozen=True)
-class _File:
+class _File(NamedTuple):
     info: ConfigFile
     plugins: dict[str, Any]  # the file's whole ``plugins`` table; CRI entries are tables
 
