@@ -158,7 +158,7 @@ def test_parse_host_file_vector() -> None:
         ),
         RegistryHost("https", "dial-timeout.registry", "/v2", ALL, dial_timeout=3.0),
     ]
-    expected = [RegistryHost(**{**e.__dict__, "is_mirror": True, "source": src}) for e in expected]
+    expected = [e._replace(is_mirror=True, source=src) for e in expected]
     expected.append(
         RegistryHost(
             "https",

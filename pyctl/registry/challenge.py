@@ -5,15 +5,14 @@ skipped, never raised."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Challenge:
+class Challenge(NamedTuple):
     """One ``WWW-Authenticate`` challenge: lower-cased scheme and parameter names."""
 
     scheme: str
-    params: Mapping[str, str] = field(default_factory=dict, hash=False)
+    params: Mapping[str, str]
 
     @property
     def realm(self) -> str | None:

@@ -5,7 +5,7 @@ hosts directories, containerd's CRI config, the endpoints of a registry and the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pyctl.config import Settings
 from pyctl.registry.credentials import Credential, Keychains
@@ -19,8 +19,7 @@ from pyctl.registry.hosts.model import CriRegistryConfig, RegistryHost
 from pyctl.registry.hosts.resolve import resolve_hosts
 
 
-@dataclass
-class RegistryConfig:
+class RegistryConfig(NamedTuple):
     """Everything a command needs to reach registries, loaded once per run."""
 
     settings: Settings

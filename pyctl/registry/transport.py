@@ -19,8 +19,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 import urllib3
@@ -367,8 +366,7 @@ class Failure(enum.Enum):
     OTHER = "another network failure"
 
 
-@dataclass(frozen=True)
-class NetworkFailure:
+class NetworkFailure(NamedTuple):
     kind: Failure
     detail: str = ""  # what exactly: the certificate problem, the TLS alert
 

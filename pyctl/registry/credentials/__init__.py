@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 REDACTED = "<redacted>"
 
@@ -57,8 +57,7 @@ class Keychain(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Keychains:
+class Keychains(NamedTuple):
     """Keychains asked in order: the first that has credentials for a host answers."""
 
     chain: Sequence[Keychain]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pyctl.errors import ConfigError
 from pyctl.registry.credentials import Credential
@@ -52,8 +52,7 @@ def cri_credential(cfg: object, source: str | None = None) -> Credential | None:
     return None
 
 
-@dataclass(frozen=True)
-class CriKeychain:
+class CriKeychain(NamedTuple):
     """The CRI config's ``auth`` for a host, named by the file(s) it came from."""
 
     cri: CriRegistryConfig

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import replace
 
 from pyctl.errors import ConfigError
 from pyctl.registry.hosts.hosts_toml import parse_hosts_toml
@@ -137,4 +136,4 @@ def load_cert_dir(directory: str) -> RegistryHost | None:
             client.append((os.path.join(directory, name), key))
     if not ca and not client:
         return None
-    return replace(RegistryHost.unfilled(directory), ca=tuple(ca), client=tuple(client))
+    return RegistryHost.unfilled(directory)._replace(ca=tuple(ca), client=tuple(client))

@@ -45,11 +45,11 @@ import re
 import tomllib
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from pyctl.errors import ConfigError
 from pyctl.registry.hosts import golang
+from pyctl.registry.hosts.model import EMPTY
 
 CRI_V1_PLUGIN = "cri"
 CRI_V2_PLUGIN = "io.containerd.grpc.v1.cri"
@@ -61,7 +61,6 @@ CRI_PLUGINS = (CRI_V1_PLUGIN, CRI_V2_PLUGIN, CRI_IMAGES_PLUGIN)
 NEWEST_VERSION = 4
 
 Key = tuple[str, ...]
-EMPTY: Mapping[Any, Any] = MappingProxyType({})  # the default of a mapping field: read-only
 
 
 class Rules(enum.Enum):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
 from pyctl.errors import ConfigError
@@ -195,8 +194,7 @@ def _with_cri_tls(entry: RegistryHost, cri: CriRegistryConfig, host: str) -> Reg
     conf = cri.configs.get(host)
     if conf is None or not conf.has_tls:
         return entry
-    return replace(
-        entry,
+    return entry._replace(
         ca=(*entry.ca, conf.ca_file) if conf.ca_file else entry.ca,
         client=(*entry.client, (conf.cert_file, conf.key_file)) if conf.cert_file else entry.client,
         skip_verify=conf.insecure_skip_verify,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TypeVar
+from types import MappingProxyType
+from typing import Any, NamedTuple, TypeVar
 
 from pyctl.registry.hosts import golang
 
@@ -23,10 +23,10 @@ DOCKER_HUB_REGISTRY = "registry-1.docker.io"
 DEFAULT_HOSTS_DIRS = ("/etc/containerd/certs.d", "/etc/docker/certs.d")
 HOSTS_FILE = "hosts.toml"
 DEFAULT_DIR = "_default"
+EMPTY: Mapping[Any, Any] = MappingProxyType({})  # the default of a mapping field: read-only
 
 
-@dataclass(frozen=True)
-class RegistryHost:
+class RegistryHost(NamedTuple):
     """One endpoint to try, in the shape containerd's ``docker.RegistryHost`` has."""
 
     scheme: str
@@ -36,7 +36,7 @@ class RegistryHost:
     ca: tuple[str, ...] = ()
     client: tuple[tuple[str, str], ...] = ()
     skip_verify: bool | None = None
-    headers: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    headers: Mapping[str, tuple[str, ...]] = EMPTY
     override_path: bool = False
     dial_timeout: float | None = None
     http_fallback: bool = False
@@ -81,8 +81,7 @@ class RegistryHost:
         return golang.split_host_port(self.host)[1]
 
 
-@dataclass(frozen=True)
-class CriHostConfig:
+class CriHostConfig(NamedTuple):
     """``registry.configs."HOST"`` of containerd's CRI config: ``tls`` and ``auth``."""
 
     ca_file: str = ""
@@ -99,17 +98,16 @@ class CriHostConfig:
     auth_from: tuple[str, ...] = ()  # ... and the auth table
 
 
-@dataclass(frozen=True)
-class CriRegistryConfig:
+class CriRegistryConfig(NamedTuple):
     """The registry settings of containerd's config (CRI plugin), merged over its imports."""
 
     path: str = ""  # the main config file
     config_path: str = ""
-    mirrors: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
-    configs: Mapping[str, CriHostConfig] = field(default_factory=dict, hash=False)
-    headers: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    mirrors: Mapping[str, tuple[str, ...]] = EMPTY
+    configs: Mapping[str, CriHostConfig] = EMPTY
+    headers: Mapping[str, tuple[str, ...]] = EMPTY
     config_path_from: tuple[str, ...] = ()  # the file(s) config_path came from
-    mirrors_from: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    mirrors_from: Mapping[str, tuple[str, ...]] = EMPTY
 
     @property
     def config_paths(self) -> list[str]:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pyctl.registry.hosts.certsd import host_dir_candidates, lookup_host_dir
 from pyctl.registry.hosts.golang import split_host_port
 from pyctl.registry.hosts.model import DEFAULT_DIR, HOSTS_FILE, RegistryHost, canonical_ref_host
 
 
-@dataclass(frozen=True)
-class HostsLookup:
+class HostsLookup(NamedTuple):
     """Where pyctl looked for ``ref_host``'s configuration and what it found."""
 
     ref_host: str

@@ -10,7 +10,6 @@ entries (scheme, TLS material, headers, ``http_fallback``, ``ns`` query).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 from pyctl.registry.hosts.certsd import load_host_dir, lookup_host_dir
 from pyctl.registry.hosts.cri import legacy_cri_hosts
@@ -63,9 +62,9 @@ def _scheme_rules(hosts: Sequence[RegistryHost], default_tls: bool | None) -> li
     for h in hosts:
         explicit = default_tls is not None or h.explicit_tls
         if h.scheme == "http" and explicit and h.port != "80":
-            h = replace(h, scheme="https", http_fallback=True)
+            h = h._replace(scheme="https", http_fallback=True)
         if default_tls is not None and h.skip_verify is None:
-            h = replace(h, skip_verify=default_tls)
+            h = h._replace(skip_verify=default_tls)
         out.append(h)
     return out
 
@@ -85,8 +84,7 @@ def _fill_default(entry: RegistryHost, ref: str, default_scheme: str) -> Registr
                 skip_verify = True
     else:
         scheme, host = default_scheme or "https", ref
-    return replace(
-        entry,
+    return entry._replace(
         scheme=scheme,
         host=host,
         path="/v2",
@@ -128,4 +126,4 @@ def resolve_hosts(
     if not insecure:
         return configure_hosts(ref, entries)
     out = configure_hosts(ref, entries, default_scheme="http", default_tls=True)
-    return [replace(h, skip_verify=True) for h in out]  # over a skip_verify = false too
+    return [h._replace(skip_verify=True) for h in out]  # over a skip_verify = false too

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import socket
 import ssl
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pyctl.errors import PyctlError
@@ -69,11 +69,11 @@ class Outcome:
 def probe(c: Checklist, t: Target, h: RegistryHost, address: Address) -> Outcome:
     """The ``tls``, ``verify`` and ``hostname`` steps of ``h``, over ``address``."""
     verifying = not (t.insecure or bool(h.skip_verify))
-    bad_cas = [ca for ca in h.ca if _load_error(load_cas, replace(h, ca=(ca,)))]
+    bad_cas = [ca for ca in h.ca if _load_error(load_cas, h._replace(ca=(ca,)))]
     client_error = _load_error(load_client_certs, h)
-    usable = replace(h, ca=tuple(ca for ca in h.ca if ca not in bad_cas))
+    usable = h._replace(ca=tuple(ca for ca in h.ca if ca not in bad_cas))
     if client_error:
-        usable = replace(usable, client=())
+        usable = usable._replace(client=())
     pull_context = ssl_context(usable, t.insecure)  # what a pull would use, as far as it loads
     request = (
         f"GET {h.path}/ HTTP/1.1\r\nHost: {h.host}\r\nUser-Agent: {USER_AGENT}\r\n"
@@ -88,7 +88,7 @@ def probe(c: Checklist, t: Target, h: RegistryHost, address: Address) -> Outcome
             return first, None
         # refused by the verification: look at the chain without verifying it (and send
         # nothing over that connection)
-        look = ssl_context(replace(usable, skip_verify=True), False)
+        look = ssl_context(usable._replace(skip_verify=True), False)
         return first, handshake(address, hostname(h), None, look, c.timeout)
 
     try:
@@ -314,7 +314,7 @@ def _verify_step(
         fix = f"put the registry's CA at {bad_cas[0]} in PEM form"
         if found:
             fix = f"{found} verifies {h.host}: copy it to {bad_cas[0]}, or name it in {h.source}"
-        message = _load_error(load_cas, replace(h, ca=(bad_cas[0],)))
+        message = _load_error(load_cas, h._replace(ca=(bad_cas[0],)))
         c.fail("verify", f"{message}: every pull from {t.registry} fails before it connects", fix)
         return
     configured = chains.verified_by(chain, h.ca)
