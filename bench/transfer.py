@@ -22,6 +22,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from bench.common import (
     empty_engine,
     empty_namespace,
     install_pyctl,
+    instructions,
     peak_rss_mib,
     print_table,
     ratio_row,
@@ -54,12 +56,17 @@ PEER_COLUMNS = [
     ("docker_ratio", "pyctl/docker", ".2f"),
     ("floor_s", "floor s", ".2f"),
     ("pyctl_over_floor", "pyctl/floor", ".2f"),
+    ("pyctl_over_floor_instructions", "pyctl/floor instr", ".2f"),
 ]
 # What a registry command costs before its first request: the interpreter, click, grpc and
 # urllib3 imported (the `import click, grpc` floor of `bench listing`, plus the HTTP client).
 # A push whose blobs are all mounted is little more than that.
 FLOOR = [sys.executable, "-P", "-c", "import click, grpc, urllib3"]
-NO_FLOOR = {"floor_s": float("nan"), "pyctl_over_floor": float("nan")}
+NO_FLOOR = {
+    "floor_s": float("nan"),
+    "pyctl_over_floor": float("nan"),
+    "pyctl_over_floor_instructions": float("nan"),
+}
 
 
 def _pid(pid: int | None) -> int:
@@ -287,6 +294,7 @@ def run(runs: int) -> list[dict[str, Any]]:
                 "docker_ratio": med["pyctl"] / med["docker"],
                 "floor_s": floor,
                 "pyctl_over_floor": med["pyctl"] / floor,
+                "pyctl_over_floor_instructions": float("nan"),
                 "docker_engine": docker_engine,
                 "cpu_s": pull_cpu,
                 "cores": cores(),
@@ -320,20 +328,24 @@ def run(runs: int) -> list[dict[str, Any]]:
         # label); each run into a repository of its own.
         runs_done = [0]
 
-        def push_mounting(tool: str) -> float:
+        def push_mounting(tool: str, measure: Callable[..., float] = timed) -> float:
+            """``measure`` (timed, or counted instructions) one push into a new repository."""
             runs_done[0] += 1
             dest = f"{reg.host}/bench/mount-{runs_done[0]}:1"
             cd.ctr("images", "tag", ref, dest, namespace=NS)
             mark = reg.log_path.stat().st_size
             try:
                 if tool == "ctr":
-                    elapsed = timed([*ctr, "images", "push", "--plain-http", dest])
+                    value = measure([*ctr, "images", "push", "--plain-http", dest], None)
                 else:
-                    elapsed = timed([*pyctl, "-n", NS, "push", "-q", dest], env)
+                    value = measure([*pyctl, "-n", NS, "push", "-q", dest], env)
             finally:
                 cd.ctr("images", "rm", dest, namespace=NS)
             check_mounted(reg, mark, blobs, tool)
-            return elapsed
+            return value
+
+        def counted(cmd: list[str], cmd_env: dict[str, str] | None) -> float:
+            return instructions(cmd, cmd_env or {}) or nan
 
         med = alternate(
             runs,
@@ -343,6 +355,10 @@ def run(runs: int) -> list[dict[str, Any]]:
                 "floor": lambda: timed(FLOOR, env),
             },
         )
+        # and the instructions of one such push against the floor's (callgrind: the same count
+        # however busy the machine is)
+        floor_ir = instructions(FLOOR, env)
+        pyctl_ir = push_mounting("pyctl", counted) if floor_ir else nan
         results.append(
             {
                 **ratio_row(f"push with mounts, {size}", med),
@@ -350,6 +366,7 @@ def run(runs: int) -> list[dict[str, Any]]:
                 "docker_ratio": nan,
                 "floor_s": med["floor"],
                 "pyctl_over_floor": med["pyctl"] / med["floor"],
+                "pyctl_over_floor_instructions": pyctl_ir / (floor_ir or nan),
             }
         )
         empty_namespace(cd, NS)
