@@ -310,9 +310,13 @@ class PyctlRunner:
 
     def start(self, *args: str, namespace: str | None = None) -> subprocess.Popen[str]:
         """pyctl started, not waited for (stdout and stderr are pipes of text); collect it
-        with :func:`integration.helpers.finish`."""
+        with :func:`integration.helpers.finish`.
+
+        It starts with SIGINT at its default, as from a terminal, whatever the test run
+        inherited: a run started in the background of a non-interactive shell (a CI job)
+        ignores SIGINT, and pyctl would too, so a test's Ctrl-C would do nothing."""
         return subprocess.Popen(
-            self.argv(*args),
+            ["env", "--default-signal=INT", *self.argv(*args)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
