@@ -577,7 +577,7 @@ def test_hosts_defaults(isolated: PyctlRunner, tmp_path: Path, empty_cri: str) -
     )
 
     doc = json.loads(assert_ok(hub))
-    assert doc["Registry"] == "docker.io"
+    assert (doc["Registry"], doc["Image"]) == ("docker.io", "docker.io/library/busybox:latest")
     (ep,) = doc["Endpoints"]
     assert ep["URL"] == "https://registry-1.docker.io/v2"
     assert (ep["Scheme"], ep["Host"], ep["Path"]) == ("https", "registry-1.docker.io", "/v2")
@@ -587,11 +587,13 @@ def test_hosts_defaults(isolated: PyctlRunner, tmp_path: Path, empty_cri: str) -
     assert ep["Credentials"] == "none (anonymous)" and ep["Source"] == "default"
     assert json.loads(assert_ok(familiar))["Endpoints"] == doc["Endpoints"]
 
-    (ep,) = json.loads(assert_ok(loop))["Endpoints"]
+    loop_doc = json.loads(assert_ok(loop))
+    assert loop_doc["Image"] == ""  # a host, not an image
+    (ep,) = loop_doc["Endpoints"]
     assert ep["URL"] == "https://127.0.0.1:5000/v2"
     assert ep["HTTPFallback"] is True and ep["SkipVerify"] is True
     text = assert_ok(table)
-    assert "Registry: localhost:5000" in text
+    assert "Registry: localhost:5000\nImage: localhost:5000/app:1\n" in text
     assert "1. https://localhost:5000/v2  (registry)" in text
     assert "plain HTTP: allowed as a fallback" in text
 

@@ -195,6 +195,7 @@ def hosts_cmd(
         return
     lines = [
         f"Registry: {data['Registry']}",
+        *([f"Image: {data['Image']}"] if data["Image"] else []),
         f"Hosts directories: {', '.join(data['HostsDirs']) or '-'}",
         f"containerd config: {data['ContainerdConfig'] or '(none)'}",
         *_containerd_config_lines(data),

@@ -121,7 +121,7 @@ def _why_not(n: int, e: EndpointCheck) -> str:
 
 
 def explain_hosts(rc: RegistryConfig, arg: str) -> dict[str, Any]:
-    host = hosts_target(arg)[0]
+    host, ref = hosts_target(arg)
     endpoints = rc.hosts(host)
 
     found: dict[str, Credential | str | None] = {}
@@ -161,6 +161,7 @@ def explain_hosts(rc: RegistryConfig, arg: str) -> dict[str, Any]:
         )
     return {
         "Registry": host,
+        "Image": str(ref) if ref is not None else "",  # the reference read, when one was given
         "HostsDirs": list(rc.dirs),
         "ContainerdConfig": rc.cri.path or "",
         **_explain_containerd_config(rc.containerd),
