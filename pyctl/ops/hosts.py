@@ -14,6 +14,7 @@ from pyctl.reference import Reference
 from pyctl.registry.connect import RegistryConfig
 from pyctl.registry.credentials import Credential
 from pyctl.registry.hosts.containerd_config import ContainerdConfig
+from pyctl.registry.hosts.golang import split_host_port
 from pyctl.registry.hosts.model import endpoint_credential, registry_endpoint_hosts
 from pyctl.results.check import CheckVerdict, EndpointCheck, Finding, HostsCheck, Severity
 
@@ -37,12 +38,10 @@ def _is_host(arg: str) -> bool:
         return True
     if "/" in arg:
         return False
-    name, colon, port = arg.rpartition(":") if not arg.endswith("]") else ("", "", "")
-    if not colon:
-        name = arg
-    elif not port.isdigit():
+    name, port = split_host_port(arg)
+    if port and not port.isdigit():
         return False
-    return "." in name or name == "localhost" or name.startswith("[")
+    return "." in name or name == "localhost" or arg.startswith("[")
 
 
 def check_hosts(settings: Settings, arg: str, timeout: float = 5.0) -> HostsCheck:
